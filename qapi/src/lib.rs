@@ -1,0 +1,1 @@
+//! The QMP interface of qsd, generated from the QAPI schema in `schema/`.
