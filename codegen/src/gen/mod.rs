@@ -1,0 +1,2 @@
+//! Generators: each takes a checked [`crate::Schema`] and returns text.
+pub mod facts;
