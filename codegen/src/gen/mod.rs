@@ -1,3 +1,4 @@
 //! Generators: each takes a checked [`crate::Schema`] and returns text.
 pub mod facts;
 pub mod introspect;
+pub mod rust;

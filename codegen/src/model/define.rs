@@ -317,14 +317,22 @@ impl Builder {
         self.entities.push(e);
     }
 
-    fn implicit_struct(&mut self, name: String, members: Vec<Member>, loc: &Loc, module: usize) {
+    fn implicit_struct(
+        &mut self,
+        name: String,
+        members: Vec<Member>,
+        cond: Cond,
+        loc: &Loc,
+        module: usize,
+    ) {
         self.add(Entity {
             name,
             meta: Meta::Struct(StructDef {
                 base: None,
                 members,
             }),
-            cond: Cond::Always,
+            // An implicit type exists exactly when its owner does.
+            cond,
             features: Vec::new(),
             doc: None,
             loc: loc.clone(),
@@ -507,7 +515,7 @@ impl Builder {
                     Some(Raw::Dict(d)) => {
                         let members = self.members(d, &loc, &name);
                         let bname = format!("q_obj_{name}-base");
-                        self.implicit_struct(bname.clone(), members, &loc, x.module);
+                        self.implicit_struct(bname.clone(), members, cond.clone(), &loc, x.module);
                         bname
                     }
                     _ => {
@@ -564,7 +572,7 @@ impl Builder {
                         }
                         let members = self.members(d, &loc, &name);
                         let aname = format!("q_obj_{name}-arg");
-                        self.implicit_struct(aname.clone(), members, &loc, x.module);
+                        self.implicit_struct(aname.clone(), members, cond.clone(), &loc, x.module);
                         Some(aname)
                     }
                     Some(_) => {

@@ -1,0 +1,463 @@
+//! Input conversion: from a JSON tree (QMP arguments, JSON command-line
+//! options) or a keyval tree (command-line `a=b,c.d=e`) to the generated
+//! types, with QEMU's exact error texts.
+//!
+//! The generated code calls these functions member by member, in schema
+//! order, so the first error reported is the one QEMU reports. Rules
+//! (checked against qemu-storage-daemon 10.0.2):
+//!
+//! | situation | message |
+//! |---|---|
+//! | mandatory member absent | `Parameter 'PATH' is missing` |
+//! | member not in the schema | `Parameter 'PATH' is unexpected` (first such key in QDict order) |
+//! | wrong JSON type | `Invalid parameter type for 'PATH', expected: T` with T one of string, integer, number, boolean, null, object, array, or an alternate's name |
+//! | integer not representable as int64 (int types) | wrong JSON type, `expected: integer` |
+//! | number that is neither uint64 nor int64 (uint types, size) | `Parameter 'PATH' expects uint64` |
+//! | int8..int32, uint8..uint32 out of range | `Parameter 'NAME' expects int8_t` (etc.) |
+//! | unknown enum value | `Parameter 'NAME' does not accept value 'V'` |
+//!
+//! PATH is the full member path (`options[0].cache.direct`), NAME the member's
+//! own name (`null` for list elements). Negative integers are accepted for
+//! unsigned types and wrap, as QEMU does.
+
+use serde_json::{Map, Value};
+
+use crate::qdict::order as qdict_order;
+use kv as keyval_scalar;
+
+mod kv;
+
+/// An input conversion error; its text is what QMP reports as `desc`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct VisitError(pub String);
+
+pub type Result<T> = std::result::Result<T, VisitError>;
+
+/// Which input visitor semantics apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// QMP / JSON: scalars have JSON types.
+    Json,
+    /// Command-line keyval: every scalar is a string converted by the schema
+    /// type.
+    Keyval,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Seg<'a> {
+    Root,
+    Member(&'a str),
+    Index(usize),
+}
+
+/// The position of a value in the input, for error messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Path<'a> {
+    parent: Option<&'a Path<'a>>,
+    seg: Seg<'a>,
+    mode: Mode,
+}
+
+impl<'a> Path<'a> {
+    /// The top level (the arguments object itself).
+    pub fn root(mode: Mode) -> Path<'static> {
+        Path {
+            parent: None,
+            seg: Seg::Root,
+            mode,
+        }
+    }
+
+    /// The member `name` of the object at this path.
+    pub fn member<'b>(&'b self, name: &'b str) -> Path<'b> {
+        Path {
+            parent: Some(self),
+            seg: Seg::Member(name),
+            mode: self.mode,
+        }
+    }
+
+    /// Element `i` of the list at this path.
+    pub fn index(&'a self, i: usize) -> Path<'a> {
+        Path {
+            parent: Some(self),
+            seg: Seg::Index(i),
+            mode: self.mode,
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The full dotted path, as QEMU's `full_name()` renders it.
+    pub fn full(&self) -> String {
+        let mut segs = Vec::new();
+        let mut cur = Some(self);
+        while let Some(p) = cur {
+            segs.push(p.seg);
+            cur = p.parent;
+        }
+        let mut out = String::new();
+        for s in segs.iter().rev() {
+            match s {
+                Seg::Root => {}
+                Seg::Member(n) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(n);
+                }
+                Seg::Index(i) => {
+                    out.push_str(&format!("[{i}]"));
+                }
+            }
+        }
+        if out.is_empty() {
+            "null".to_string()
+        } else {
+            out
+        }
+    }
+
+    /// The member's own name, or `null` for list elements and the root.
+    pub fn name(&self) -> &str {
+        match self.seg {
+            Seg::Member(n) => n,
+            _ => "null",
+        }
+    }
+}
+
+/// `Invalid parameter type for 'PATH', expected: WHAT`.
+pub fn invalid_type(p: &Path, what: &str) -> VisitError {
+    VisitError(format!(
+        "Invalid parameter type for '{}', expected: {what}",
+        p.full()
+    ))
+}
+
+/// `Parameter 'PATH' is missing`.
+pub fn missing(p: &Path) -> VisitError {
+    VisitError(format!("Parameter '{}' is missing", p.full()))
+}
+
+/// The members of one object being visited; tracks which keys were used so
+/// that leftovers can be reported.
+pub struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    used: Vec<&'a str>,
+    path: &'a Path<'a>,
+}
+
+impl<'a> Fields<'a> {
+    /// Starts visiting the object `v` found at `path`.
+    pub fn start(v: &'a Value, path: &'a Path<'a>) -> Result<Fields<'a>> {
+        match v {
+            Value::Object(map) => Ok(Fields {
+                map,
+                used: Vec::with_capacity(map.len()),
+                path,
+            }),
+            _ => Err(invalid_type(path, "object")),
+        }
+    }
+
+    fn take(&mut self, name: &str) -> Option<&'a Value> {
+        let (k, v) = self.map.get_key_value(name)?;
+        self.used.push(k.as_str());
+        Some(v)
+    }
+
+    /// A mandatory member.
+    pub fn req<T>(&mut self, name: &str, f: impl FnOnce(&Value, &Path) -> Result<T>) -> Result<T> {
+        let child = self.path.member(name);
+        match self.take(name) {
+            Some(v) => f(v, &child),
+            None => Err(missing(&child)),
+        }
+    }
+
+    /// An optional member.
+    pub fn opt<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&Value, &Path) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let child = self.path.member(name);
+        match self.take(name) {
+            Some(v) => f(v, &child).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether member `name` is present (without consuming it).
+    pub fn has(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    /// Ends the visit: any member not consumed is unexpected. The first one
+    /// in QEMU's dictionary order is reported.
+    pub fn finish(self) -> Result<()> {
+        if self.used.len() == self.map.len() {
+            return Ok(());
+        }
+        for key in qdict_order(self.map) {
+            if !self.used.contains(&key) {
+                let child = self.path.member(key);
+                return Err(VisitError(format!(
+                    "Parameter '{}' is unexpected",
+                    child.full()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Types that can be read from input.
+pub trait Visit: Sized {
+    /// Reads a value of this type found at `p`.
+    fn visit(v: &Value, p: &Path) -> Result<Self>;
+}
+
+/// Object types whose members can be read into an open [`Fields`] (used for
+/// bases and union branches, which share their parent's object).
+pub trait VisitMembers: Sized {
+    fn visit_members(f: &mut Fields) -> Result<Self>;
+}
+
+/// Reads an object type: members, then the check for unexpected members.
+pub fn object<T: VisitMembers>(v: &Value, p: &Path) -> Result<T> {
+    let mut f = Fields::start(v, p)?;
+    let r = T::visit_members(&mut f)?;
+    f.finish()?;
+    Ok(r)
+}
+
+/// Reads a list, element by element.
+pub fn list<T>(v: &Value, p: &Path, f: impl Fn(&Value, &Path) -> Result<T>) -> Result<Vec<T>> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| f(item, &p.index(i)))
+            .collect(),
+        _ => Err(invalid_type(p, "array")),
+    }
+}
+
+/// A JSON string, or any keyval scalar.
+pub fn string(v: &Value, p: &Path) -> Result<String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        _ => Err(invalid_type(p, "string")),
+    }
+}
+
+/// `bool`.
+pub fn boolean(v: &Value, p: &Path) -> Result<bool> {
+    match (v, p.mode) {
+        (Value::Bool(b), Mode::Json) => Ok(*b),
+        (Value::String(s), Mode::Keyval) => keyval_scalar::to_bool(&p.full(), s),
+        _ => Err(invalid_type(p, "boolean")),
+    }
+}
+
+/// `int`, `int64`.
+pub fn int64(v: &Value, p: &Path) -> Result<i64> {
+    match (v, p.mode) {
+        (Value::Number(n), Mode::Json) => n.as_i64().ok_or_else(|| invalid_type(p, "integer")),
+        (Value::String(s), Mode::Keyval) => keyval_scalar::to_int(&p.full(), s),
+        _ => Err(invalid_type(p, "integer")),
+    }
+}
+
+/// `uint64`.
+pub fn uint64(v: &Value, p: &Path) -> Result<u64> {
+    match (v, p.mode) {
+        (Value::Number(n), Mode::Json) => n
+            .as_u64()
+            .or_else(|| n.as_i64().map(|i| i as u64))
+            .ok_or_else(|| VisitError(format!("Parameter '{}' expects uint64", p.full()))),
+        (Value::String(s), Mode::Keyval) => keyval_scalar::to_uint(&p.full(), s),
+        _ => Err(invalid_type(p, "integer")),
+    }
+}
+
+/// `size`.
+pub fn size(v: &Value, p: &Path) -> Result<u64> {
+    match (v, p.mode) {
+        (Value::String(s), Mode::Keyval) => keyval_scalar::to_size(&p.full(), s),
+        _ => uint64(v, p),
+    }
+}
+
+fn range_error(p: &Path, ty: &str) -> VisitError {
+    VisitError(format!("Parameter '{}' expects {ty}", p.name()))
+}
+
+macro_rules! sized_ints {
+    ($($fn:ident: $t:ty = $base:ident, $cname:literal;)*) => {$(
+        #[doc = concat!("`", stringify!($t), "`: read as 64 bits, then range-checked.")]
+        pub fn $fn(v: &Value, p: &Path) -> Result<$t> {
+            let wide = $base(v, p)?;
+            <$t>::try_from(wide).map_err(|_| range_error(p, $cname))
+        }
+    )*};
+}
+
+sized_ints! {
+    int8: i8 = int64, "int8_t";
+    int16: i16 = int64, "int16_t";
+    int32: i32 = int64, "int32_t";
+    uint8: u8 = uint64, "uint8_t";
+    uint16: u16 = uint64, "uint16_t";
+    uint32: u32 = uint64, "uint32_t";
+}
+
+/// `number` (a double; integers are accepted).
+pub fn number(v: &Value, p: &Path) -> Result<f64> {
+    match (v, p.mode) {
+        (Value::Number(n), Mode::Json) => n.as_f64().ok_or_else(|| invalid_type(p, "number")),
+        (Value::String(s), Mode::Keyval) => keyval_scalar::to_number(&p.full(), s),
+        _ => Err(invalid_type(p, "number")),
+    }
+}
+
+/// `null`.
+pub fn null(v: &Value, p: &Path) -> Result<crate::Null> {
+    match v {
+        Value::Null => Ok(crate::Null),
+        _ => Err(invalid_type(p, "null")),
+    }
+}
+
+/// `any`: accepted as is.
+pub fn any(v: &Value, _p: &Path) -> Result<Value> {
+    Ok(v.clone())
+}
+
+/// An enum value, given the enum's parser.
+pub fn enumeration<T>(v: &Value, p: &Path, parse: fn(&str) -> Option<T>) -> Result<T> {
+    match v {
+        Value::String(s) => parse(s).ok_or_else(|| {
+            VisitError(format!(
+                "Parameter '{}' does not accept value '{s}'",
+                p.name()
+            ))
+        }),
+        _ => Err(invalid_type(p, "string")),
+    }
+}
+
+/// The JSON type class of a value, used to pick an alternate's branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonClass {
+    String,
+    Number,
+    Boolean,
+    Null,
+    Object,
+    Array,
+}
+
+/// The class of `v` for choosing an alternate branch. In keyval mode every
+/// scalar is a string.
+pub fn json_class(v: &Value) -> JsonClass {
+    match v {
+        Value::String(_) => JsonClass::String,
+        Value::Number(_) => JsonClass::Number,
+        Value::Bool(_) => JsonClass::Boolean,
+        Value::Null => JsonClass::Null,
+        Value::Object(_) => JsonClass::Object,
+        Value::Array(_) => JsonClass::Array,
+    }
+}
+
+/// Parses a whole QMP arguments object (or absent arguments) as type `T`.
+pub fn from_value<T: Visit>(v: &Value, mode: Mode) -> Result<T> {
+    T::visit(v, &Path::root(mode))
+}
+
+/// An empty object, for commands without arguments.
+pub fn no_arguments(v: &Value, p: &Path) -> Result<()> {
+    let f = Fields::start(v, p)?;
+    f.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn paths() {
+        let r = Path::root(Mode::Json);
+        let a = r.member("options");
+        let b = a.index(0);
+        let c = b.member("cache");
+        let d = c.member("direct");
+        assert_eq!(d.full(), "options[0].cache.direct");
+        assert_eq!(d.name(), "direct");
+        assert_eq!(b.name(), "null");
+        assert_eq!(r.full(), "null");
+    }
+
+    #[test]
+    fn scalars() {
+        let r = Path::root(Mode::Json);
+        let p = r.member("x");
+        assert_eq!(int64(&json!(5), &p), Ok(5));
+        assert_eq!(
+            int64(&json!(1.5), &p).unwrap_err().0,
+            "Invalid parameter type for 'x', expected: integer"
+        );
+        assert_eq!(
+            int64(&json!(9223372036854775808u64), &p).unwrap_err().0,
+            "Invalid parameter type for 'x', expected: integer"
+        );
+        assert_eq!(uint64(&json!(-1), &p), Ok(u64::MAX));
+        assert_eq!(
+            uint64(&json!(1.5), &p).unwrap_err().0,
+            "Parameter 'x' expects uint64"
+        );
+        assert_eq!(
+            uint16(&json!(70000), &p).unwrap_err().0,
+            "Parameter 'x' expects uint16_t"
+        );
+        assert_eq!(
+            int32(&json!(3000000000u64), &p).unwrap_err().0,
+            "Parameter 'x' expects int32_t"
+        );
+        assert_eq!(number(&json!(3), &p), Ok(3.0));
+        assert_eq!(
+            boolean(&json!("on"), &p).unwrap_err().0,
+            "Invalid parameter type for 'x', expected: boolean"
+        );
+        assert_eq!(
+            string(&json!(null), &p).unwrap_err().0,
+            "Invalid parameter type for 'x', expected: string"
+        );
+    }
+
+    #[test]
+    fn fields_report_first_unexpected_in_qdict_order() {
+        let v = json!({"filename": "a", "zzz": 1, "aaa": 2});
+        let r = Path::root(Mode::Json);
+        let o = r.member("options");
+        let mut f = Fields::start(&v, &o).unwrap();
+        assert_eq!(f.req("filename", string), Ok("a".to_string()));
+        assert_eq!(
+            f.finish().unwrap_err().0,
+            "Parameter 'options.aaa' is unexpected"
+        );
+        let v = json!({});
+        let mut f = Fields::start(&v, &o).unwrap();
+        assert_eq!(
+            f.req("driver", string).unwrap_err().0,
+            "Parameter 'options.driver' is missing"
+        );
+    }
+}
