@@ -10,6 +10,8 @@
 //! - [`introspect`]: the `query-qmp-schema` data.
 
 pub mod error;
+pub mod ghash;
+pub mod json;
 pub mod qdict;
 pub mod ser;
 pub mod visit;

@@ -1,1 +1,15 @@
-//! The qsd runtime.
+//! The qsd runtime: everything behind the command line.
+//!
+//! - [`qmp`]: the QMP monitor (greeting, negotiation, request checks,
+//!   dispatch to the generated [`qapi::commands::dispatch`], events);
+//! - [`chardev`]: character devices, the transports monitors run on;
+//! - [`objects`]: the QOM object registry (`object-add`, `qom-*`);
+//! - [`daemon`]: the shared state and the implementation of the generated
+//!   [`qapi::commands::Commands`] trait.
+
+pub mod chardev;
+pub mod daemon;
+pub mod objects;
+pub mod qmp;
+
+pub use daemon::Daemon;

@@ -9,7 +9,7 @@
 //! | situation | message |
 //! |---|---|
 //! | mandatory member absent | `Parameter 'PATH' is missing` |
-//! | member not in the schema | `Parameter 'PATH' is unexpected` (first such key in QDict order) |
+//! | member not in the schema | `Parameter 'PATH' is unexpected` (the leftover QEMU's GHashTable of unvisited members yields first, see [`crate::ghash`]) |
 //! | wrong JSON type | `Invalid parameter type for 'PATH', expected: T` with T one of string, integer, number, boolean, null, object, array, or an alternate's name |
 //! | integer not representable as int64 (int types) | wrong JSON type, `expected: integer` |
 //! | number that is neither uint64 nor int64 (uint types, size) | `Parameter 'PATH' expects uint64` |
@@ -203,16 +203,26 @@ impl<'a> Fields<'a> {
         if self.used.len() == self.map.len() {
             return Ok(());
         }
+        // QEMU tracks unvisited members in a GHashTable filled in QDict
+        // order and reports whichever leftover that table yields first.
+        let mut table = crate::ghash::GHashTable::new();
         for key in qdict_order(self.map) {
-            if !self.used.contains(&key) {
+            table.insert(key);
+        }
+        for key in &self.used {
+            table.remove(key);
+        }
+        let first = table.iter().next();
+        match first {
+            Some(key) => {
                 let child = self.path.member(key);
-                return Err(VisitError(format!(
+                Err(VisitError(format!(
                     "Parameter '{}' is unexpected",
                     child.full()
-                )));
+                )))
             }
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -385,6 +395,24 @@ pub fn from_value<T: Visit>(v: &Value, mode: Mode) -> Result<T> {
 pub fn no_arguments(v: &Value, p: &Path) -> Result<()> {
     let f = Fields::start(v, p)?;
     f.finish()
+}
+
+impl<T: Visit> Visit for Vec<T> {
+    fn visit(v: &Value, p: &Path) -> Result<Self> {
+        list(v, p, T::visit)
+    }
+}
+
+impl Visit for String {
+    fn visit(v: &Value, p: &Path) -> Result<Self> {
+        string(v, p)
+    }
+}
+
+impl Visit for Value {
+    fn visit(v: &Value, p: &Path) -> Result<Self> {
+        any(v, p)
+    }
 }
 
 #[cfg(test)]

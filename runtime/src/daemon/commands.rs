@@ -1,0 +1,213 @@
+//! The generated command trait, implemented for [`Daemon`]: each method
+//! delegates to the module that owns the feature. Commands not listed here
+//! keep the generated default, a `GenericError` saying they are not
+//! implemented yet.
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use qapi::commands::Commands;
+use qapi::types::*;
+use qapi::QmpError;
+
+use super::{Daemon, PACKAGE, QEMU_VERSION};
+use crate::qmp::CommandContext;
+use crate::{chardev, objects, qmp};
+
+fn ready<T: Send>(r: T) -> impl Future<Output = T> + Send {
+    std::future::ready(r)
+}
+
+/// The introspection data, read once.
+fn schema_info() -> &'static Result<Vec<SchemaInfo>, String> {
+    static INFO: OnceLock<Result<Vec<SchemaInfo>, String>> = OnceLock::new();
+    INFO.get_or_init(|| {
+        let v: serde_json::Value =
+            serde_json::from_str(qapi::introspect::SCHEMA_JSON).map_err(|e| e.to_string())?;
+        qapi::visit::from_value(&v, qapi::visit::Mode::Json).map_err(|e| e.0)
+    })
+}
+
+impl Commands for Daemon {
+    type Context = CommandContext;
+
+    // control.json
+
+    fn qmp_capabilities(
+        &self,
+        cx: &CommandContext,
+        args: QmpCapabilitiesArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(qmp::negotiate(cx, args))
+    }
+
+    fn query_version(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<VersionInfo, QmpError>> + Send {
+        let (major, minor, micro) = QEMU_VERSION;
+        ready(Ok(VersionInfo {
+            qemu: VersionTriple {
+                major,
+                minor,
+                micro,
+            },
+            package: PACKAGE.to_string(),
+        }))
+    }
+
+    fn query_commands(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<Vec<CommandInfo>, QmpError>> + Send {
+        // QEMU lists commands in reverse registration order.
+        ready(Ok(qapi::commands::COMMANDS
+            .iter()
+            .rev()
+            .map(|c| CommandInfo {
+                name: c.name.to_string(),
+            })
+            .collect()))
+    }
+
+    fn quit(&self, _cx: &CommandContext) -> impl Future<Output = Result<(), QmpError>> + Send {
+        self.request_quit();
+        ready(Ok(()))
+    }
+
+    // introspect.json
+
+    fn query_qmp_schema(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<Vec<SchemaInfo>, QmpError>> + Send {
+        ready(match schema_info() {
+            Ok(v) => Ok(v.clone()),
+            Err(e) => Err(QmpError::generic(format!(
+                "introspection data is broken: {e}"
+            ))),
+        })
+    }
+
+    // char.json
+
+    fn query_chardev(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<Vec<ChardevInfo>, QmpError>> + Send {
+        ready(chardev::qmp::query_chardev(self))
+    }
+
+    fn query_chardev_backends(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<Vec<ChardevBackendInfo>, QmpError>> + Send {
+        ready(chardev::qmp::query_chardev_backends(self))
+    }
+
+    fn ringbuf_write(
+        &self,
+        _cx: &CommandContext,
+        args: RingbufWriteArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(chardev::qmp::ringbuf_write(self, args))
+    }
+
+    fn ringbuf_read(
+        &self,
+        _cx: &CommandContext,
+        args: RingbufReadArgs,
+    ) -> impl Future<Output = Result<String, QmpError>> + Send {
+        ready(chardev::qmp::ringbuf_read(self, args))
+    }
+
+    fn chardev_add(
+        &self,
+        _cx: &CommandContext,
+        args: ChardevAddArgs,
+    ) -> impl Future<Output = Result<ChardevReturn, QmpError>> + Send {
+        ready(chardev::qmp::chardev_add(self, args))
+    }
+
+    fn chardev_change(
+        &self,
+        _cx: &CommandContext,
+        args: ChardevChangeArgs,
+    ) -> impl Future<Output = Result<ChardevReturn, QmpError>> + Send {
+        ready(chardev::qmp::chardev_change(self, args))
+    }
+
+    fn chardev_remove(
+        &self,
+        _cx: &CommandContext,
+        args: ChardevRemoveArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(chardev::qmp::chardev_remove(self, args))
+    }
+
+    fn chardev_send_break(
+        &self,
+        _cx: &CommandContext,
+        args: ChardevSendBreakArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(chardev::qmp::chardev_send_break(self, args))
+    }
+
+    // qom.json
+
+    fn qom_list(
+        &self,
+        _cx: &CommandContext,
+        args: QomListArgs,
+    ) -> impl Future<Output = Result<Vec<ObjectPropertyInfo>, QmpError>> + Send {
+        ready(objects::qmp::qom_list(self, args))
+    }
+
+    fn qom_get(
+        &self,
+        _cx: &CommandContext,
+        args: QomGetArgs,
+    ) -> impl Future<Output = Result<serde_json::Value, QmpError>> + Send {
+        ready(objects::qmp::qom_get(self, args))
+    }
+
+    fn qom_set(
+        &self,
+        _cx: &CommandContext,
+        args: QomSetArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(objects::qmp::qom_set(self, args))
+    }
+
+    fn qom_list_types(
+        &self,
+        _cx: &CommandContext,
+        args: QomListTypesArgs,
+    ) -> impl Future<Output = Result<Vec<ObjectTypeInfo>, QmpError>> + Send {
+        ready(objects::qmp::qom_list_types(self, args))
+    }
+
+    fn qom_list_properties(
+        &self,
+        _cx: &CommandContext,
+        args: QomListPropertiesArgs,
+    ) -> impl Future<Output = Result<Vec<ObjectPropertyInfo>, QmpError>> + Send {
+        ready(objects::qmp::qom_list_properties(self, args))
+    }
+
+    fn object_add(
+        &self,
+        _cx: &CommandContext,
+        args: ObjectOptions,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(objects::qmp::object_add(self, args))
+    }
+
+    fn object_del(
+        &self,
+        _cx: &CommandContext,
+        args: ObjectDelArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(objects::qmp::object_del(self, args))
+    }
+}

@@ -1,0 +1,85 @@
+//! The daemon's shared state: what every command and monitor can reach.
+//!
+//! Commands run one at a time, like QEMU's main loop: a monitor takes
+//! [`Daemon::command_lock`] around each in-band command, so handlers see a
+//! consistent state without further coordination. Short-lived
+//! `std::sync::Mutex`es protect the registries; none is held across an
+//! `.await`.
+
+mod commands;
+
+use std::sync::Arc;
+
+use qapi::events::Event;
+
+use crate::chardev;
+use crate::objects;
+use crate::qmp::EventBus;
+
+/// The QEMU version whose interface we implement (reported by the greeting
+/// and `query-version`).
+pub const QEMU_VERSION: (i64, i64, i64) = (10, 0, 2);
+
+/// Our package string, reported where QEMU reports its distribution package.
+pub const PACKAGE: &str = concat!("qsd ", env!("CARGO_PKG_VERSION"));
+
+/// A handle on the daemon; cheap to clone.
+#[derive(Clone)]
+pub struct Daemon(Arc<Inner>);
+
+pub struct Inner {
+    pub events: EventBus,
+    pub chardevs: chardev::Registry,
+    pub objects: objects::Registry,
+    /// Serializes in-band commands (QEMU's big lock).
+    pub command_lock: tokio::sync::Mutex<()>,
+    quit: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Default for Daemon {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Daemon {
+    pub fn new() -> Daemon {
+        let (quit, _) = tokio::sync::watch::channel(false);
+        Daemon(Arc::new(Inner {
+            events: EventBus::default(),
+            chardevs: chardev::Registry::default(),
+            objects: objects::Registry::new(),
+            command_lock: tokio::sync::Mutex::new(()),
+            quit,
+        }))
+    }
+
+    /// Sends `event` to every monitor that finished negotiation.
+    pub fn emit(&self, event: Event) {
+        self.events.emit(event);
+    }
+
+    /// Asks the daemon to shut down (the `quit` command, a signal).
+    pub fn request_quit(&self) {
+        self.quit.send_replace(true);
+    }
+
+    /// Whether shutdown was requested.
+    pub fn quitting(&self) -> bool {
+        *self.quit.borrow()
+    }
+
+    /// Waits until shutdown is requested.
+    pub async fn wait_quit(&self) {
+        let mut rx = self.quit.subscribe();
+        // An error means the sender is gone, which only happens at exit.
+        let _ = rx.wait_for(|q| *q).await;
+    }
+}
