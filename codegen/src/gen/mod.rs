@@ -1,2 +1,3 @@
 //! Generators: each takes a checked [`crate::Schema`] and returns text.
+pub mod docs;
 pub mod facts;
