@@ -277,6 +277,69 @@ pub(crate) fn members<'a>(schema: &'a Schema, name: &str) -> Vec<MemberRef<'a>> 
     out
 }
 
+/// One possible value of a union's discriminator and what it selects.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Branch<'a> {
+    pub value: &'a str,
+    /// The branch, or `None` when the value adds no members.
+    pub variant: Option<&'a Variant>,
+    /// The condition of the branch (or of the value when it has no branch).
+    pub cond: &'a Cond,
+    /// The enum value's features.
+    pub features: &'a [Feature],
+    /// The enum value's own condition.
+    pub value_cond: &'a Cond,
+}
+
+/// The type of a union's discriminator and its branches: one per value of
+/// the discriminator enum in enum order, then any branch naming no value.
+pub(crate) fn union_branches<'a>(
+    schema: &'a Schema,
+    e: &Entity,
+    u: &'a UnionDef,
+) -> (Option<&'a str>, Vec<Branch<'a>>) {
+    let disc_ty = members(schema, &e.name)
+        .into_iter()
+        .find(|m| m.member.name == u.discriminator)
+        .map(|m| m.member.ty.base_name());
+    let values: &[EnumValue] = match disc_ty.and_then(|t| schema.get(t)).map(|t| &t.meta) {
+        Some(Meta::Enum(en)) => &en.values,
+        _ => &[],
+    };
+    let mut out: Vec<Branch> = values
+        .iter()
+        .map(|v| {
+            let variant = u.variants.iter().find(|b| b.name == v.name);
+            Branch {
+                value: &v.name,
+                variant,
+                cond: variant.map(|b| &b.cond).unwrap_or(&v.cond),
+                features: &v.features,
+                value_cond: &v.cond,
+            }
+        })
+        .collect();
+    for b in &u.variants {
+        if !values.iter().any(|v| v.name == b.name) {
+            out.push(Branch {
+                value: &b.name,
+                variant: Some(b),
+                cond: &b.cond,
+                features: &[],
+                value_cond: &b.cond,
+            });
+        }
+    }
+    (disc_ty, out)
+}
+
+/// Whether `features` include `deprecated` (enabled in the profile).
+pub(crate) fn is_deprecated(schema: &Schema, features: &[Feature]) -> bool {
+    features
+        .iter()
+        .any(|f| f.name == "deprecated" && schema.enabled(&f.cond))
+}
+
 /// Whether an object of type `name` (struct or union) has a mandatory member.
 pub(crate) fn has_required(schema: &Schema, name: &str) -> bool {
     match schema.get(name).map(|e| &e.meta) {

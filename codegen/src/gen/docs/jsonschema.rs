@@ -156,37 +156,30 @@ impl Gen<'_> {
         let mut base = Map::new();
         base.insert("properties".into(), Value::Object(props));
         base.insert("required".into(), Value::Array(req));
-        let values: Vec<&EnumValue> = common
-            .iter()
-            .find(|m| m.member.name == u.discriminator)
-            .and_then(|m| self.schema.get(m.member.ty.base_name()))
-            .and_then(|t| match &t.meta {
-                Meta::Enum(en) => Some(en.values.iter().collect()),
-                _ => None,
-            })
-            .unwrap_or_default();
         let mut branches = Vec::new();
-        for v in values.iter().filter(|v| self.on(&v.cond)) {
-            let variant = u.variants.iter().find(|b| b.name == v.name);
-            if variant.is_some_and(|b| !self.on(&b.cond)) {
+        for b in union_branches(self.schema, e, u).1 {
+            if !self.on(b.cond) || !self.on(b.value_cond) {
                 continue;
             }
-            let (mut props, mut req) = match variant {
-                Some(b) => self.properties(&members(self.schema, b.ty.base_name())),
+            let (mut props, mut req) = match b.variant {
+                Some(v) => self.properties(&members(self.schema, v.ty.base_name())),
                 None => (Map::new(), Vec::new()),
             };
-            props.insert(u.discriminator.clone(), json!({ "const": v.name }));
+            props.insert(u.discriminator.clone(), json!({ "const": b.value }));
             req.insert(0, json!(u.discriminator));
             let mut br = Map::new();
             br.insert(
                 "title".into(),
-                json!(format!("{} = {}", u.discriminator, v.name)),
+                json!(format!("{} = {}", u.discriminator, b.value)),
             );
-            if let Some(b) = variant {
+            if let Some(v) = b.variant {
                 br.insert(
                     "description".into(),
-                    json!(format!("Adds the members of {}.", b.ty.base_name())),
+                    json!(format!("Adds the members of {}.", v.ty.base_name())),
                 );
+            }
+            if is_deprecated(self.schema, b.features) {
+                br.insert("deprecated".into(), json!(true));
             }
             br.insert("properties".into(), Value::Object(props));
             br.insert("required".into(), Value::Array(req));

@@ -197,43 +197,20 @@ impl Man<'_> {
     }
 
     fn union(&mut self, e: &Entity, u: &UnionDef) {
-        let all = members(self.schema, &e.name);
-        let disc_ty = all
-            .iter()
-            .find(|m| m.member.name == u.discriminator)
-            .map(|m| m.member.ty.base_name().to_string());
-        let values: Vec<&EnumValue> = match disc_ty.as_deref().and_then(|t| self.schema.get(t)) {
-            Some(Entity {
-                meta: Meta::Enum(en),
-                ..
-            }) => en.values.iter().collect(),
-            _ => Vec::new(),
-        };
+        let (_, branches) = union_branches(self.schema, e, u);
         self.label(&format!(
             "Discriminator: \\fB{}\\fR. Common members:",
             esc(&u.discriminator)
         ));
-        self.members(e, &all);
+        self.members(e, &members(self.schema, &e.name));
         self.label(&format!(
             "Branches, by value of \\fB{}\\fR:",
             esc(&u.discriminator)
         ));
-        let mut rows: Vec<(&str, Option<&Variant>, &Cond)> = values
-            .iter()
-            .map(|v| {
-                let b = u.variants.iter().find(|b| b.name == v.name);
-                (v.name.as_str(), b, b.map(|b| &b.cond).unwrap_or(&v.cond))
-            })
-            .collect();
-        for b in &u.variants {
-            if !values.iter().any(|v| v.name == b.name) {
-                rows.push((&b.name, Some(b), &b.cond));
-            }
-        }
-        for (value, branch, cond) in rows {
-            let text = match branch {
-                Some(b) => {
-                    let names: Vec<String> = members(self.schema, b.ty.base_name())
+        for b in branches {
+            let mut text = match b.variant {
+                Some(v) => {
+                    let names: Vec<String> = members(self.schema, v.ty.base_name())
                         .iter()
                         .map(|m| esc(&m.member.name))
                         .collect();
@@ -242,18 +219,19 @@ impl Man<'_> {
                     } else {
                         names.join(", ")
                     };
-                    format!("{}: adds {added}.", type_ref(&b.ty))
+                    format!("{}: adds {added}.", type_ref(&v.ty))
                 }
                 None => "adds no members.".to_string(),
             };
-            let notes: Vec<String> = self
-                .cond(cond)
-                .map(|c| format!("Available {c}."))
-                .into_iter()
-                .collect();
+            if is_deprecated(self.schema, b.features) {
+                text.push_str(" \\fBDeprecated\\fR.");
+            }
+            if let Some(c) = self.cond(b.cond) {
+                text.push_str(&format!(" Available {c}."));
+            }
             self.line(".TP");
-            self.line(&format!(".B \"{}\"", esc(value)));
-            self.tp_body(&[vec![text], notes].concat().join(" "));
+            self.line(&format!(".B \"{}\"", esc(b.value)));
+            self.tp_body(&text);
         }
     }
 

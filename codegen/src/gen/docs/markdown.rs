@@ -232,12 +232,9 @@ impl<'a> Md<'a> {
     }
 
     fn union(&self, out: &mut Out, e: &Entity, u: &UnionDef) {
-        let disc = members(self.schema, &e.name)
-            .into_iter()
-            .find(|m| m.member.name == u.discriminator);
-        let disc_ty = disc.map(|m| m.member.ty.base_name().to_string());
+        let (disc_ty, branches) = union_branches(self.schema, e, u);
         let mut s = format!("**Discriminator:** `{}`", u.discriminator);
-        if let Some(t) = &disc_ty {
+        if let Some(t) = disc_ty {
             s.push_str(&format!(", of type {}", self.def_link(t)));
         }
         s.push_str(". Its value selects the branch, which adds members to the common ones.");
@@ -251,29 +248,10 @@ impl<'a> Md<'a> {
         out.blank();
         out.line("| Value | Type | Members added |");
         out.line("| --- | --- | --- |");
-        let values: Vec<&EnumValue> = match disc_ty.as_deref().and_then(|t| self.schema.get(t)) {
-            Some(Entity {
-                meta: Meta::Enum(en),
-                ..
-            }) => en.values.iter().collect(),
-            _ => Vec::new(),
-        };
-        let mut rows: Vec<(&str, Option<&Variant>, &Cond)> = values
-            .iter()
-            .map(|v| {
-                let b = u.variants.iter().find(|b| b.name == v.name);
-                (v.name.as_str(), b, b.map(|b| &b.cond).unwrap_or(&v.cond))
-            })
-            .collect();
-        for b in &u.variants {
-            if !values.iter().any(|v| v.name == b.name) {
-                rows.push((&b.name, Some(b), &b.cond));
-            }
-        }
-        for (value, branch, cond) in rows {
-            let (ty, added) = match branch {
-                Some(b) => {
-                    let names: Vec<String> = members(self.schema, b.ty.base_name())
+        for b in branches {
+            let (ty, mut added) = match b.variant {
+                Some(v) => {
+                    let names: Vec<String> = members(self.schema, v.ty.base_name())
                         .iter()
                         .map(|m| {
                             if m.member.optional {
@@ -288,15 +266,18 @@ impl<'a> Md<'a> {
                     } else {
                         names.join(", ")
                     };
-                    (self.type_ref(&b.ty), added)
+                    (self.type_ref(&v.ty), added)
                 }
                 None => ("—".to_string(), "none".to_string()),
             };
-            let mut added = added;
-            if let Some(c) = self.cond(cond) {
+            if let Some(c) = self.cond(b.cond) {
                 added.push_str(&format!("<br>*Branch available {c}.*"));
             }
-            out.line(&format!("| `{value}` | {ty} | {added} |"));
+            let mut value = format!("`{}`", b.value);
+            if is_deprecated(self.schema, b.features) {
+                value.push_str(" (**Deprecated**)");
+            }
+            out.line(&format!("| {value} | {ty} | {added} |"));
         }
     }
 

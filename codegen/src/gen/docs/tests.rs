@@ -36,10 +36,15 @@ const THINGS: &str = "\
 #
 # @green: the green one
 #
+# Features:
+#
+# @deprecated: green is going away
+#
 # Since: 1.0
 ##
 { 'enum': 'Color',
-  'data': [ 'red', { 'name': 'blue', 'if': 'CONFIG_B' }, 'green' ] }
+  'data': [ 'red', { 'name': 'blue', 'if': 'CONFIG_B' },
+            { 'name': 'green', 'features': [ 'deprecated' ] } ] }
 
 ##
 # == Objects
@@ -225,7 +230,8 @@ fn markdown_pages() {
     assert!(p.contains("| `color` | [`Color`](#color) | required | selects the branch |"));
     assert!(p.contains("| `red` | [`Thing`](#thing) | `name`, `size` (optional), `x-old` (optional), `linux` (optional) |"));
     assert!(p.contains("| `blue` | [`Base`](#base) | `name`<br>*Branch available only if `CONFIG_B` (not enabled in this build).* |"));
-    assert!(p.contains("| `green` | — | none |"));
+    assert!(p.contains("| `green` (**Deprecated**) | — | none |"));
+    assert!(p.contains("| `green` | the green one<br>**Deprecated**: green is going away |"));
     // Alternate.
     assert!(p.contains("| `n` | [`str`](README.md#built-in-types) | the name |"));
     // Commands: inline arguments, returns, errors, flags; boxed; none.
@@ -339,6 +345,7 @@ fn json_schema_content() {
         serde_json::json!(["color", "name"])
     );
     assert_eq!(branches[1]["properties"]["color"]["const"], "green");
+    assert_eq!(branches[1]["deprecated"], true);
     // Alternate.
     assert_eq!(defs["ThingOrName"]["oneOf"][1]["$ref"], "#/$defs/str");
     // Commands and events; disabled ones absent.
