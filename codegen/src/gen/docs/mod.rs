@@ -1,7 +1,7 @@
 //! Documentation generators for client authors, all derived from a checked
 //! [`Schema`] and its doc comments:
 //!
-//! - [`markdown`]: the reference in `qmp/` — `README.md` (QMP, connecting,
+//! - [`markdown()`]: the reference in `qmp/` — `README.md` (QMP, connecting,
 //!   conventions, built-in types, modules, alphabetical index) and one page
 //!   per module in source order;
 //! - [`man_page`]: the same content, compact, as the roff page
@@ -14,7 +14,7 @@
 //! Output is deterministic: it depends on the schema only.
 //!
 //! [`generate`] returns all files with paths relative to the docs directory;
-//! [`write`] and [`check`] apply them to a directory.
+//! [`write()`] and [`check()`] apply them to a directory.
 
 mod common;
 mod index;
@@ -40,6 +40,7 @@ pub struct DocFile {
     /// Path relative to the docs directory, `/`-separated (e.g.
     /// `qmp/block-core.md`).
     pub path: String,
+    /// The complete text of the file.
     pub contents: String,
 }
 
