@@ -311,8 +311,20 @@ impl Builder {
         }
         self.index.insert(e.name.clone(), self.entities.len());
         if !e.implicit {
+            // Free doc blocks were recorded while reading the file; keep the
+            // module's items in source order.
             let idx = self.entities.len();
-            self.modules[e.module].items.push(ModuleItem::Entity(idx));
+            let entities = &self.entities;
+            let items = &mut self.modules[e.module].items;
+            let line = |it: &ModuleItem| match it {
+                ModuleItem::Doc(d) => d.loc.line,
+                ModuleItem::Entity(i) => entities[*i].loc.line,
+            };
+            let at = items
+                .iter()
+                .position(|it| line(it) > e.loc.line)
+                .unwrap_or(items.len());
+            items.insert(at, ModuleItem::Entity(idx));
         }
         self.entities.push(e);
     }
