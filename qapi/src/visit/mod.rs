@@ -471,12 +471,15 @@ mod tests {
     }
 
     #[test]
-    fn fields_report_first_unexpected_in_qdict_order() {
-        let v = json!({"filename": "a", "zzz": 1, "aaa": 2});
+    fn fields_report_the_leftover_qemu_reports() {
+        // Captured from QSD: blockdev-create options with two unknown keys.
+        let v = json!({"filename": "a", "zzz": 1, "aaa": 2, "driver": "file", "size": 5});
         let r = Path::root(Mode::Json);
         let o = r.member("options");
         let mut f = Fields::start(&v, &o).unwrap();
+        assert_eq!(f.req("driver", string), Ok("file".to_string()));
         assert_eq!(f.req("filename", string), Ok("a".to_string()));
+        assert_eq!(f.req("size", size), Ok(5));
         assert_eq!(
             f.finish().unwrap_err().0,
             "Parameter 'options.aaa' is unexpected"

@@ -18,7 +18,7 @@ pub fn generate(cx: &Ctx) -> Result<TokenStream, String> {
         if e.implicit && e.name.ends_with("-base") {
             continue;
         }
-        let doc = doc_paras(e);
+        let doc = doc_paras(cx, e);
         out.extend(match &e.meta {
             Meta::Enum(en) => enum_type(cx, e, en, &doc),
             Meta::Struct(_) => struct_type(cx, e, &doc)?,
@@ -31,7 +31,7 @@ pub fn generate(cx: &Ctx) -> Result<TokenStream, String> {
 }
 
 /// Summary paragraphs of an entity, plus its `Since:`.
-fn doc_paras(e: &Entity) -> Vec<String> {
+fn doc_paras(cx: &Ctx, e: &Entity) -> Vec<String> {
     let mut v = Vec::new();
     match &e.doc {
         Some(d) => {
@@ -42,7 +42,15 @@ fn doc_paras(e: &Entity) -> Vec<String> {
         }
         None if e.implicit => {
             let owner = e.name.trim_start_matches("q_obj_").trim_end_matches("-arg");
-            v.push(format!("Arguments of `{owner}`."));
+            let is_event = cx
+                .schema
+                .events()
+                .any(|(_, ev)| ev.args.as_deref() == Some(e.name.as_str()));
+            if is_event {
+                v.push(format!("Data of event `{owner}`."));
+            } else {
+                v.push(format!("Arguments of command `{owner}`."));
+            }
         }
         None => {}
     }
@@ -314,7 +322,7 @@ fn struct_type(cx: &Ctx, e: &Entity, doc: &[String]) -> Result<TokenStream, Stri
     } else {
         quote!()
     };
-    let impls = object_impls(&name, &e.name, &doc.join("\n\n"), quote!(), &props);
+    let impls = object_impls(&name, &rust, &doc.join("\n\n"), quote!(), &props);
     Ok(quote! {
         #docs
         #[derive(Clone, Debug, PartialEq, #default)]
