@@ -105,6 +105,7 @@ fn describe_expected(positives: &[Rule], text: &str, loc: &pest::error::InputLoc
             Rule::str_inner => "the end of the string",
             Rule::EOI => "end of file",
             Rule::file => "'{' or '##'",
+            Rule::doc_line | Rule::doc_text => "a '#' line or the '##' that closes the doc block",
             _ => "more input",
         })
         .collect();
@@ -122,7 +123,8 @@ fn describe_expected(positives: &[Rule], text: &str, loc: &pest::error::InputLoc
         None => "end of file".to_string(),
         Some('\\') => "a backslash (escapes are not allowed in schema strings)".to_string(),
         Some('"') => "'\"' (schema strings use single quotes)".to_string(),
-        Some(c) => format!("'{c}'"),
+        Some('\n') | Some('\r') => "a line break".to_string(),
+        Some(c) => format!("'{}'", c.escape_debug()),
     };
     if what.is_empty() {
         format!("unexpected {found}")
