@@ -28,6 +28,10 @@
 //! JSON and never reaches this parser (JSON syntax errors read like
 //! `JSON parse error, premature EOI`; they are not handled here).
 //!
+//! QEMU works on bytes; these functions take `&str`, so a caller holding a
+//! non-UTF-8 argument must decide how to pass it (all syntax characters are
+//! ASCII, so a lossless byte-to-char mapping keeps every decision the same).
+//!
 //! # Syntax
 //!
 //! * Pairs are separated by `,`; a value extends to the next single `,`, and `,,`

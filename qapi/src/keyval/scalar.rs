@@ -193,7 +193,9 @@ pub fn missing(path: &str) -> String {
 }
 
 /// `Parameter '<path>' is unexpected`: a key the schema does not have. When a
-/// struct has several, QEMU reports the first in GLib hash table order.
+/// struct has several, QEMU reports the first left in the visitor's GLib hash
+/// table (GLib 2.74 `g_str_hash` order after the visited keys were removed);
+/// that choice is not reproduced here.
 pub fn unexpected(path: &str) -> String {
     format!("Parameter '{path}' is unexpected")
 }
