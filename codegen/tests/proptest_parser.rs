@@ -8,9 +8,12 @@ const SAMPLE: &str = include_str!("golden/sample.json");
 fn load_text(text: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     std::fs::write(dir.path().join("main.json"), text).map_err(|e| e.to_string())?;
-    qapi_codegen::load(&dir.path().join("main.json"), qapi_codegen::Profile::default())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    qapi_codegen::load(
+        &dir.path().join("main.json"),
+        qapi_codegen::Profile::default(),
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
 }
 
 proptest! {

@@ -7,13 +7,19 @@
 //! - [`commands`]: the [`commands::Commands`] trait the runtime implements,
 //!   the command table and the dispatcher;
 //! - [`events`]: the [`events::Event`] enum;
-//! - [`introspect`]: the `query-qmp-schema` data.
+//! - [`introspect`]: the `query-qmp-schema` data;
+//! - [`keyval`], [`qemuopts`], [`cutils`]: the command-line syntaxes of QSD's
+//!   options and QEMU's number parsing.
 
+pub mod cutils;
 pub mod error;
 pub mod ghash;
 pub mod json;
+pub mod keyval;
 pub mod qdict;
+pub mod qemuopts;
 pub mod ser;
+mod strtod;
 pub mod visit;
 
 pub use error::{ErrorClass, QmpError};

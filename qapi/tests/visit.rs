@@ -193,3 +193,75 @@ fn json_schema_of_types() {
     let v = serde_json::to_value(&s).unwrap();
     assert!(v["oneOf"].as_array().is_some_and(|a| a.len() > 30), "{v}");
 }
+
+#[test]
+fn alternates_name_the_member_not_the_path() {
+    assert_eq!(
+        err::<BlockdevOptions>(
+            json!({"driver": "qcow2", "node-name": "x", "file": {"driver": "qcow2", "file": 1}})
+        ),
+        "Invalid parameter type for 'file', expected: BlockdevRef"
+    );
+}
+
+fn kv_err<T: qapi::visit::Visit + std::fmt::Debug>(s: &str, implied: Option<&str>) -> String {
+    let tree = qapi::keyval::parse(s, implied)
+        .expect("keyval syntax")
+        .value;
+    from_value::<T>(&Value::Object(tree), Mode::Keyval)
+        .unwrap_err()
+        .0
+}
+
+#[test]
+fn keyval_input_uses_qemus_texts() {
+    // Captured from qemu-storage-daemon 10.0.2 command lines.
+    assert_eq!(
+        kv_err::<BlockdevOptions>(
+            "driver=qcow2,node-name=x,file.driver=qcow2,file.file.0=a",
+            Some("driver")
+        ),
+        "Invalid parameter type for 'file', expected: BlockdevRef"
+    );
+    assert_eq!(
+        kv_err::<BlockdevOptions>(
+            "driver=qcow2,node-name=x,file.driver=file,file.filename.x=a",
+            Some("driver")
+        ),
+        "Parameters 'file.filename.*' are unexpected"
+    );
+    assert_eq!(
+        kv_err::<BlockdevOptions>(
+            "driver=qcow2,node-name=x,file.driver=file,file.filename=a,file.aio.x=1",
+            Some("driver")
+        ),
+        "Parameters 'file.aio.*' are unexpected"
+    );
+    assert_eq!(
+        kv_err::<NbdServerOptions>(
+            "addr.type=inet,addr.host=a,addr.port=1,addr.numeric=x",
+            None
+        ),
+        "Parameter 'addr.numeric' expects 'on' or 'off'"
+    );
+    assert_eq!(
+        kv_err::<BlockdevOptions>("driver=nope", Some("driver")),
+        "Parameter 'driver' does not accept value 'nope'"
+    );
+    let ok: BlockdevOptions = from_value(
+        &Value::Object(
+            qapi::keyval::parse(
+                "driver=file,node-name=d,filename=x,read-only=on,aio-max-batch=0x10",
+                Some("driver"),
+            )
+            .unwrap()
+            .value,
+        ),
+        Mode::Keyval,
+    )
+    .unwrap();
+    let BlockdevOptionsBranch::File(f) = &ok.u else {
+        panic!()
+    };
+    assert_eq!((ok.read_only, f.aio_max_batch), (Some(true), Some(16)));
+}

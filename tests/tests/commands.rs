@@ -13,7 +13,9 @@ struct Schema(HashMap<String, Value>);
 
 impl Schema {
     fn minimal(&self, ty: &str, depth: usize) -> Value {
-        let Some(info) = self.0.get(ty) else { return json!({}) };
+        let Some(info) = self.0.get(ty) else {
+            return json!({});
+        };
         match info["meta-type"].as_str().unwrap_or("") {
             "builtin" => match info["json-type"].as_str().unwrap_or("") {
                 "string" => json!("x"),
@@ -77,13 +79,21 @@ fn every_command_exists_and_unimplemented_ones_say_so() {
     let mut q = d.qmp();
     let schema = q.cmd(r#"{"execute":"query-qmp-schema"}"#);
     let entries = schema["return"].as_array().expect("schema list").clone();
-    let by_name: HashMap<String, Value> =
-        entries.iter().map(|e| (e["name"].as_str().unwrap().to_string(), e.clone())).collect();
-    let commands: Vec<&Value> = entries.iter().filter(|e| e["meta-type"] == "command").collect();
+    let by_name: HashMap<String, Value> = entries
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e.clone()))
+        .collect();
+    let commands: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["meta-type"] == "command")
+        .collect();
     let events = entries.iter().filter(|e| e["meta-type"] == "event").count();
     assert_eq!(commands.len(), 76, "commands in the schema");
     assert_eq!(events, 13, "events in the schema");
-    let listed = q.cmd(r#"{"execute":"query-commands"}"#)["return"].as_array().unwrap().len();
+    let listed = q.cmd(r#"{"execute":"query-commands"}"#)["return"]
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(listed, 76, "query-commands lists every command");
 
     let s = Schema(by_name);
@@ -103,16 +113,30 @@ fn every_command_exists_and_unimplemented_ones_say_so() {
         );
         if desc.contains("not implemented") {
             assert_eq!(reply["error"]["class"], "GenericError");
-            assert_eq!(desc, format!("Command '{name}' is not implemented by this daemon yet"));
+            assert_eq!(
+                desc,
+                format!("Command '{name}' is not implemented by this daemon yet")
+            );
             not_implemented.push(name.to_string());
         }
     }
-    println!("{} of 76 commands are not implemented yet:", not_implemented.len());
+    println!(
+        "{} of 76 commands are not implemented yet:",
+        not_implemented.len()
+    );
     for n in &not_implemented {
         println!("  {n}");
     }
     // The core of the control plane is implemented.
-    for n in ["qmp_capabilities", "query-version", "query-commands", "query-qmp-schema"] {
-        assert!(!not_implemented.iter().any(|x| x == n), "{n} must be implemented");
+    for n in [
+        "qmp_capabilities",
+        "query-version",
+        "query-commands",
+        "query-qmp-schema",
+    ] {
+        assert!(
+            !not_implemented.iter().any(|x| x == n),
+            "{n} must be implemented"
+        );
     }
 }

@@ -469,7 +469,11 @@ impl crate::visit::Visit for TreeOrName {
             crate::visit::JsonClass::Null => {
                 ::std::result::Result::Ok(TreeOrName::None((crate::visit::null)(v, p)?))
             }
-            _ => ::std::result::Result::Err(crate::visit::invalid_type(p, "TreeOrName")),
+            _ => {
+                ::std::result::Result::Err(
+                    crate::visit::invalid_alternate(p, "TreeOrName"),
+                )
+            }
         }
     }
 }

@@ -22,10 +22,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::keyval::scalar as kv;
 use crate::qdict::order as qdict_order;
-use kv as keyval_scalar;
-
-mod kv;
 
 /// An input conversion error; its text is what QMP reports as `desc`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,9 +107,10 @@ impl<'a> Path<'a> {
                     }
                     out.push_str(n);
                 }
-                Seg::Index(i) => {
-                    out.push_str(&format!("[{i}]"));
-                }
+                Seg::Index(i) => match self.mode {
+                    Mode::Json => out.push_str(&format!("[{i}]")),
+                    Mode::Keyval => out.push_str(&format!(".{i}")),
+                },
             }
         }
         if out.is_empty() {
@@ -258,10 +257,17 @@ pub fn list<T>(v: &Value, p: &Path, f: impl Fn(&Value, &Path) -> Result<T>) -> R
     }
 }
 
+/// The string of a keyval leaf; nested keys under a scalar are reported as
+/// QEMU does (`Parameters 'PATH.*' are unexpected`).
+fn keyval_str<'v>(v: &'v Value, p: &Path) -> Result<&'v str> {
+    kv::scalar_str(&p.full(), v).map_err(VisitError)
+}
+
 /// A JSON string, or any keyval scalar.
 pub fn string(v: &Value, p: &Path) -> Result<String> {
-    match v {
-        Value::String(s) => Ok(s.clone()),
+    match (v, p.mode) {
+        (Value::String(s), _) => Ok(s.clone()),
+        (_, Mode::Keyval) => keyval_str(v, p).map(String::from),
         _ => Err(invalid_type(p, "string")),
     }
 }
@@ -270,37 +276,82 @@ pub fn string(v: &Value, p: &Path) -> Result<String> {
 pub fn boolean(v: &Value, p: &Path) -> Result<bool> {
     match (v, p.mode) {
         (Value::Bool(b), Mode::Json) => Ok(*b),
-        (Value::String(s), Mode::Keyval) => keyval_scalar::to_bool(&p.full(), s),
+        (_, Mode::Keyval) => kv::to_bool(&p.full(), keyval_str(v, p)?).map_err(VisitError),
         _ => Err(invalid_type(p, "boolean")),
+    }
+}
+
+fn keyval_name<'p>(p: &'p Path) -> Option<&'p str> {
+    match p.seg {
+        Seg::Member(n) => Some(n),
+        _ => None,
+    }
+}
+
+fn int_kind(v: &Value, p: &Path, kind: kv::IntKind, cname: &str) -> Result<i64> {
+    match (v, p.mode) {
+        (Value::Number(n), Mode::Json) => {
+            let wide = n.as_i64().ok_or_else(|| invalid_type(p, "integer"))?;
+            let ok = match kind {
+                kv::IntKind::Int8 => i8::try_from(wide).is_ok(),
+                kv::IntKind::Int16 => i16::try_from(wide).is_ok(),
+                kv::IntKind::Int32 => i32::try_from(wide).is_ok(),
+                kv::IntKind::Int64 => true,
+            };
+            if ok {
+                Ok(wide)
+            } else {
+                Err(range_error(p, cname))
+            }
+        }
+        (_, Mode::Keyval) => {
+            kv::to_int(&p.full(), keyval_name(p), keyval_str(v, p)?, kind).map_err(VisitError)
+        }
+        _ => Err(invalid_type(p, "integer")),
+    }
+}
+
+fn uint_kind(v: &Value, p: &Path, kind: kv::UintKind, cname: &str) -> Result<u64> {
+    match (v, p.mode) {
+        (Value::Number(n), Mode::Json) => {
+            let wide = n
+                .as_u64()
+                .or_else(|| n.as_i64().map(|i| i as u64))
+                .ok_or_else(|| VisitError(format!("Parameter '{}' expects uint64", p.full())))?;
+            let ok = match kind {
+                kv::UintKind::Uint8 => u8::try_from(wide).is_ok(),
+                kv::UintKind::Uint16 => u16::try_from(wide).is_ok(),
+                kv::UintKind::Uint32 => u32::try_from(wide).is_ok(),
+                kv::UintKind::Uint64 => true,
+            };
+            if ok {
+                Ok(wide)
+            } else {
+                Err(range_error(p, cname))
+            }
+        }
+        (_, Mode::Keyval) => {
+            kv::to_uint(&p.full(), keyval_name(p), keyval_str(v, p)?, kind).map_err(VisitError)
+        }
+        _ => Err(invalid_type(p, "integer")),
     }
 }
 
 /// `int`, `int64`.
 pub fn int64(v: &Value, p: &Path) -> Result<i64> {
-    match (v, p.mode) {
-        (Value::Number(n), Mode::Json) => n.as_i64().ok_or_else(|| invalid_type(p, "integer")),
-        (Value::String(s), Mode::Keyval) => keyval_scalar::to_int(&p.full(), s),
-        _ => Err(invalid_type(p, "integer")),
-    }
+    int_kind(v, p, kv::IntKind::Int64, "int64_t")
 }
 
 /// `uint64`.
 pub fn uint64(v: &Value, p: &Path) -> Result<u64> {
-    match (v, p.mode) {
-        (Value::Number(n), Mode::Json) => n
-            .as_u64()
-            .or_else(|| n.as_i64().map(|i| i as u64))
-            .ok_or_else(|| VisitError(format!("Parameter '{}' expects uint64", p.full()))),
-        (Value::String(s), Mode::Keyval) => keyval_scalar::to_uint(&p.full(), s),
-        _ => Err(invalid_type(p, "integer")),
-    }
+    uint_kind(v, p, kv::UintKind::Uint64, "uint64_t")
 }
 
 /// `size`.
 pub fn size(v: &Value, p: &Path) -> Result<u64> {
-    match (v, p.mode) {
-        (Value::String(s), Mode::Keyval) => keyval_scalar::to_size(&p.full(), s),
-        _ => uint64(v, p),
+    match p.mode {
+        Mode::Keyval => kv::to_size(&p.full(), keyval_str(v, p)?).map_err(VisitError),
+        Mode::Json => uint64(v, p),
     }
 }
 
@@ -308,30 +359,41 @@ fn range_error(p: &Path, ty: &str) -> VisitError {
     VisitError(format!("Parameter '{}' expects {ty}", p.name()))
 }
 
-macro_rules! sized_ints {
-    ($($fn:ident: $t:ty = $base:ident, $cname:literal;)*) => {$(
-        #[doc = concat!("`", stringify!($t), "`: read as 64 bits, then range-checked.")]
-        pub fn $fn(v: &Value, p: &Path) -> Result<$t> {
-            let wide = $base(v, p)?;
-            <$t>::try_from(wide).map_err(|_| range_error(p, $cname))
-        }
-    )*};
+/// `int8`.
+pub fn int8(v: &Value, p: &Path) -> Result<i8> {
+    int_kind(v, p, kv::IntKind::Int8, "int8_t").map(|x| x as i8)
 }
 
-sized_ints! {
-    int8: i8 = int64, "int8_t";
-    int16: i16 = int64, "int16_t";
-    int32: i32 = int64, "int32_t";
-    uint8: u8 = uint64, "uint8_t";
-    uint16: u16 = uint64, "uint16_t";
-    uint32: u32 = uint64, "uint32_t";
+/// `int16`.
+pub fn int16(v: &Value, p: &Path) -> Result<i16> {
+    int_kind(v, p, kv::IntKind::Int16, "int16_t").map(|x| x as i16)
+}
+
+/// `int32`.
+pub fn int32(v: &Value, p: &Path) -> Result<i32> {
+    int_kind(v, p, kv::IntKind::Int32, "int32_t").map(|x| x as i32)
+}
+
+/// `uint8`.
+pub fn uint8(v: &Value, p: &Path) -> Result<u8> {
+    uint_kind(v, p, kv::UintKind::Uint8, "uint8_t").map(|x| x as u8)
+}
+
+/// `uint16`.
+pub fn uint16(v: &Value, p: &Path) -> Result<u16> {
+    uint_kind(v, p, kv::UintKind::Uint16, "uint16_t").map(|x| x as u16)
+}
+
+/// `uint32`.
+pub fn uint32(v: &Value, p: &Path) -> Result<u32> {
+    uint_kind(v, p, kv::UintKind::Uint32, "uint32_t").map(|x| x as u32)
 }
 
 /// `number` (a double; integers are accepted).
 pub fn number(v: &Value, p: &Path) -> Result<f64> {
     match (v, p.mode) {
         (Value::Number(n), Mode::Json) => n.as_f64().ok_or_else(|| invalid_type(p, "number")),
-        (Value::String(s), Mode::Keyval) => keyval_scalar::to_number(&p.full(), s),
+        (_, Mode::Keyval) => kv::to_number(&p.full(), keyval_str(v, p)?).map_err(VisitError),
         _ => Err(invalid_type(p, "number")),
     }
 }
@@ -351,15 +413,26 @@ pub fn any(v: &Value, _p: &Path) -> Result<Value> {
 
 /// An enum value, given the enum's parser.
 pub fn enumeration<T>(v: &Value, p: &Path, parse: fn(&str) -> Option<T>) -> Result<T> {
-    match v {
-        Value::String(s) => parse(s).ok_or_else(|| {
-            VisitError(format!(
-                "Parameter '{}' does not accept value '{s}'",
-                p.name()
-            ))
-        }),
-        _ => Err(invalid_type(p, "string")),
-    }
+    let s = match (v, p.mode) {
+        (Value::String(s), _) => s.as_str(),
+        (_, Mode::Keyval) => keyval_str(v, p)?,
+        _ => return Err(invalid_type(p, "string")),
+    };
+    parse(s).ok_or_else(|| {
+        VisitError(format!(
+            "Parameter '{}' does not accept value '{s}'",
+            p.name()
+        ))
+    })
+}
+
+/// An alternate got a value of no branch's type. QEMU names the member
+/// itself here, not its full path.
+pub fn invalid_alternate(p: &Path, alternate: &str) -> VisitError {
+    VisitError(format!(
+        "Invalid parameter type for '{}', expected: {alternate}",
+        p.name()
+    ))
 }
 
 /// The JSON type class of a value, used to pick an alternate's branch.

@@ -563,7 +563,7 @@ fn alternate_type(cx: &Ctx, e: &Entity, a: &AlternateDef, doc: &[String]) -> Tok
                 #keyval_string
                 match crate::visit::json_class(v) {
                     #(#arms)*
-                    _ => ::std::result::Result::Err(crate::visit::invalid_type(p, #type_name)),
+                    _ => ::std::result::Result::Err(crate::visit::invalid_alternate(p, #type_name)),
                 }
             }
         }
