@@ -19,6 +19,11 @@ impl JsonStreamParser {
         Self::default()
     }
 
+    pub fn flush(&mut self) -> Vec<Result<Value, JsonError>> {
+        self.buf.clear();
+        Vec::new()
+    }
+
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Value, JsonError>> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
