@@ -281,7 +281,10 @@ impl Registry {
                     "object '{id}' is in use, can not be deleted"
                 )));
             }
-            st.table.remove(id);
+            // QEMU unparents through a hash table iterator, which never
+            // shrinks the table (unlike the removal after a failed
+            // completion).
+            st.table.remove_no_resize(id);
             st.objects.remove(id);
             obj
         };

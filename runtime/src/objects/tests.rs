@@ -205,3 +205,80 @@ fn secrets() {
     o["format"] = json!("raw");
     assert_eq!(add(&d, o).unwrap_err(), "IV is required to decrypt secret");
 }
+
+/// Runs the reference qemu-storage-daemon with `--object arg`; returns its
+/// exit code and standard output. It must exit by itself (help or error).
+fn qsd_object_option(arg: &str) -> (Option<i32>, String) {
+    use std::io::Read;
+    let bin = "/usr/bin/qemu-storage-daemon";
+    assert!(
+        std::path::Path::new(bin).exists(),
+        "qemu-storage-daemon is needed for this test"
+    );
+    let mut child = std::process::Command::new(bin)
+        .args(["--object", arg])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("qemu-storage-daemon --object {arg} did not exit");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    (status.code(), out)
+}
+
+/// `cli_object_help` against the reference daemon: the same text where it
+/// prints help, and no help where it reports an error.
+#[test]
+fn cli_help_matches_qsd() {
+    let mut args: Vec<String> = [
+        "help",
+        "?",
+        "nonexistent,help",
+        "help,qom-type=secret",
+        "iothread,help,id=",
+        "iothread,?",
+        "secret,id=s,data=x,help",
+        "help,id=a,,b,qom-type=main-loop",
+        "qom-type.x=1,help",
+        "__com.example_x=1,help",
+        // Errors: no help.
+        "help,iothread",
+        "iothread,help,bogus",
+        "iothread,0x=1,help",
+        "iothread,a=1,a.b=2,help",
+        "iothread,=1,help",
+        "iothread,id=x,help=on",
+        r#"{"qom-type":"iothread","id":"x","help":1}"#,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(types::TYPES.iter().map(|t| format!("{},help", t.name)));
+    for arg in &args {
+        let (code, out) = qsd_object_option(arg);
+        match cli_object_help(arg) {
+            Some(text) => {
+                assert_eq!(code, Some(0), "--object {arg}");
+                assert_eq!(out, text, "--object {arg}");
+            }
+            None => assert_eq!(code, Some(1), "--object {arg}: QSD printed {out:?}"),
+        }
+    }
+}
