@@ -14,7 +14,7 @@ use qapi::QmpError;
 use serde_json::Value;
 
 use super::types::{Prop, TypeInfo};
-use super::{Registry, UserObject};
+use super::{unhandled, Registry, UserObject};
 
 /// Default maximum number of worker threads of an event loop's pool.
 pub const THREAD_POOL_MAX_DEFAULT: i64 = 64;
@@ -88,15 +88,6 @@ pub(crate) fn visit_nonneg(name: &str, value: &Value) -> Result<i64, QmpError> {
         )));
     }
     Ok(v)
-}
-
-/// A property that a class table lists but the object does not handle: a
-/// bug in this crate, reported rather than panicking.
-pub(crate) fn unhandled(class: &TypeInfo, prop: &Prop) -> QmpError {
-    QmpError::generic(format!(
-        "Property '{}.{}' is not implemented by this daemon yet",
-        class.name, prop.name
-    ))
 }
 
 /// The `main-loop` object: the tunables of the daemon's main event loop.

@@ -24,9 +24,9 @@ use serde_json::Value;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-use super::event_loop::{unhandled, visit_nonneg, EventLoopParams};
+use super::event_loop::{visit_nonneg, EventLoopParams};
 use super::types::{Prop, TypeInfo};
-use super::{Registry, UserObject};
+use super::{unhandled, Registry, UserObject};
 
 /// QEMU's default upper limit of busy polling, in nanoseconds.
 pub const POLL_MAX_NS_DEFAULT: i64 = 32768;

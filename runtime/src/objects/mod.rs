@@ -78,6 +78,15 @@ pub(crate) trait UserObject: Send + Sync + 'static {
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
+/// The error for a property a class lists but this daemon does not
+/// provide (yet).
+pub(crate) fn unhandled(class: &TypeInfo, prop: &Prop) -> QmpError {
+    QmpError::generic(format!(
+        "Property '{}.{}' is not implemented by this daemon yet",
+        class.name, prop.name
+    ))
+}
+
 /// An id made `'static` for the hash table model; each distinct id is
 /// allocated once.
 fn intern(s: &str) -> &'static str {

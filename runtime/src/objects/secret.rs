@@ -24,9 +24,8 @@ use qapi::QmpError;
 use serde_json::Value;
 
 use super::base64;
-use super::event_loop::unhandled;
 use super::types::{Prop, TypeInfo};
-use super::{Registry, UserObject};
+use super::{unhandled, Registry, UserObject};
 
 const AES_BLOCK: usize = 16;
 const AES256_KEY_LEN: usize = 32;

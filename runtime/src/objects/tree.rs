@@ -26,7 +26,7 @@ use qapi::QmpError;
 use serde_json::{Map, Value};
 
 use super::types::{self, Prop, TypeInfo};
-use super::UserObject;
+use super::{unhandled, UserObject};
 use crate::chardev::Chardev;
 use crate::Daemon;
 
@@ -317,9 +317,8 @@ fn chardev_get(dev: &Chardev, class: &TypeInfo, prop: &Prop) -> Result<Value, Qm
             }
             Ok(Value::Object(flat))
         }
-        _ => Err(QmpError::generic(format!(
-            "Property '{}.{}' is not implemented by this daemon yet",
-            class.name, prop.name
-        ))),
+        // `connected` needs connection state the chardev layer does not
+        // expose yet.
+        _ => Err(unhandled(class, prop)),
     }
 }
