@@ -65,7 +65,6 @@ pub(crate) enum Node {
 
 /// The class called `name`, which the static type table has.
 fn known_class(name: &str) -> &'static TypeInfo {
-    #[allow(clippy::expect_used)]
     types::lookup(name).expect("class missing from the static type table")
 }
 
