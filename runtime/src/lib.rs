@@ -7,6 +7,7 @@
 //! - [`daemon`]: the shared state and the implementation of the generated
 //!   [`qapi::commands::Commands`] trait.
 
+pub mod block;
 pub mod chardev;
 pub mod daemon;
 pub mod objects;
