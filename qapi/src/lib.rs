@@ -1,1 +1,3 @@
 //! The QMP interface of qsd, generated from the QAPI schema in `schema/`.
+
+pub mod json;
