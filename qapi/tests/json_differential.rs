@@ -263,8 +263,31 @@ fn is_infinity_deviation(want: &[u8], got: &[u8]) -> bool {
     want.as_bytes() == got
 }
 
+/// Short name of the kind of a reply, for the coverage summary.
+fn reply_kind(reply: &[u8]) -> String {
+    let text = String::from_utf8_lossy(reply);
+    let Some((_, desc)) = text.split_once("\"desc\": \"") else {
+        return "(success)".into();
+    };
+    let desc = desc.trim_end_matches(['}', '\r', '\n', '"', ' ']);
+    if desc.ends_with(" is not a valid Unicode character") {
+        return "JSON parse error, \\uXXXX is not a valid Unicode character".into();
+    }
+    if desc.starts_with("The command ") {
+        return "The command X has not been found".into();
+    }
+    // Elide quoted specifics: 'x' -> 'X'.
+    match (desc.find('\''), desc.rfind('\'')) {
+        (Some(a), Some(b)) if a < b => format!("{}'X'{}", &desc[..a], &desc[b + 1..]),
+        (Some(a), _) => format!("{}'X...", &desc[..a]),
+        _ => desc.to_string(),
+    }
+}
+
 #[derive(Default)]
 struct Tally {
+    /// How often each kind of reply was seen.
+    kinds: std::collections::BTreeMap<String, usize>,
     /// Replies that differ only by the infinity deviation.
     infinities: usize,
     cases: usize,
@@ -323,6 +346,9 @@ fn run_case(qsd: &mut Qsd, model: &Model, tally: &mut Tally, case: &[u8], chunks
         }
     }
     tally.replies += got.len();
+    for g in &got {
+        *tally.kinds.entry(reply_kind(g)).or_default() += 1;
+    }
     if mismatch {
         let want: Vec<String> = expects
             .iter()
@@ -350,6 +376,9 @@ fn report(name: &str, tally: &Tally) {
         tally.unsafe_skipped,
         tally.failures.len()
     );
+    for (kind, count) in &tally.kinds {
+        println!("  {count:6}  {kind}");
+    }
     for f in tally.failures.iter().take(15) {
         println!("{f}");
     }
@@ -432,6 +461,17 @@ const FIXED: &[&[u8]] = &[
     b"\"abc\xC3\x01",
     b"'a\\\"b\"c'",
     b"[\"a\", 'b', \"\\/\\b\\f\\n\\r\\t\\\\\"]",
+    b"{\"execute\": \"query-version\", \"id\": {\"\\u0000\": 1, \"a\\u0000\": 2, \"b\": 3}}",
+    b"{\"execute\": \"query-version\", \"\\u0000x\": 1}",
+    b"{\"execute\": \"query-version\", \"\xC3\xA9\\u20ac\": 1}",
+    b"{\"execute\": \"query-\\u0000\"}",
+    b"\"\xE2\x82\x01",
+    b"\"\xF8\x88\x80\x80\x80\x01",
+    b"\"\xC0\x80\x01",
+    b"\"\xEF\xBF\xBF\xED\xA0\x80\x01",
+    b"{\"a\": 'x\xFE",
+    b"[1, 2\x00, 3]",
+    b"\t\t%%%\t\t1 ",
 ];
 
 fn fixed_cases() -> Vec<Vec<u8>> {
@@ -443,8 +483,13 @@ fn fixed_cases() -> Vec<Vec<u8>> {
         cmd.push(b'}');
         cases.push(cmd);
     }
-    let long_keyword = vec![b'a'; 1100];
-    cases.push(long_keyword);
+    // "invalid keyword '...'" is cut after 1023 bytes.
+    for len in [1005, 1006, 1100] {
+        cases.push(vec![b'a'; len]);
+    }
+    let mut deep_objects = b"{\"a\": ".repeat(1025);
+    deep_objects.extend(b"1}".repeat(1025));
+    cases.push(deep_objects);
     let mut deep = vec![b'['; 1024];
     deep.extend(vec![b']'; 1024]);
     cases.push(deep);

@@ -70,6 +70,18 @@
 //! sequence in QEMU's counting, which is what QEMU's writer prints for
 //! them.
 //!
+//! # Output order
+//!
+//! QEMU prints (and checks) an object's members in the iteration order of
+//! its hash table, see [`qdict_order`].  Only some key bytes reach the
+//! bucket number (those whose shift in the hash is below 9: positions 0,
+//! 1, 5, 6, 10, 11, 15, 16, ...), so collisions are common: `"minor"` and
+//! `"micro"` of `query-version` share a bucket, as do `"k10"` and
+//! `"k11"`.  Within a bucket the later-inserted key comes first, so
+//! parsing QEMU's output and writing it again swaps such keys; the reply
+//! builder has to insert members in QEMU's order, not in printed order.
+//! Keys are hashed as QEMU stores them, with U+0000 as the bytes `C0 80`.
+//!
 //! # Known deviation
 //!
 //! QEMU turns out-of-range doubles such as `1e999` into infinities and
