@@ -73,9 +73,10 @@
 //! # Output order
 //!
 //! QEMU prints (and checks) an object's members in the iteration order of
-//! its hash table, see [`qdict_order`].  Only some key bytes reach the
-//! bucket number (those whose shift in the hash is below 9: positions 0,
-//! 1, 5, 6, 10, 11, 15, 16, ...), so collisions are common: `"minor"` and
+//! its hash table, see [`qdict_order`].  Besides the key's length, only
+//! the bytes whose shift in the hash is below 9 reach the bucket number
+//! (positions 0, 1, 5, 6, 10, 11, 15, 16, 20, 24, 25, ...; those shifted
+//! by 5 to 8 only with their low bits), so collisions are common: `"minor"` and
 //! `"micro"` of `query-version` share a bucket, as do `"k10"` and
 //! `"k11"`.  Within a bucket the later-inserted key comes first, so
 //! parsing QEMU's output and writing it again swaps such keys; the reply
