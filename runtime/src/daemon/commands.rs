@@ -70,13 +70,11 @@ impl Commands for Daemon {
             .collect()))
     }
 
-    fn quit(&self, _cx: &CommandContext) -> impl Future<Output = Result<(), QmpError>> + Send {
-        async move {
-            // QEMU cancels the jobs on its way out, before the reply.
-            jobs::cancel_sync_all(self).await;
-            self.request_quit();
-            Ok(())
-        }
+    async fn quit(&self, _cx: &CommandContext) -> Result<(), QmpError> {
+        // QEMU cancels the jobs on its way out, before the reply.
+        jobs::cancel_sync_all(self).await;
+        self.request_quit();
+        Ok(())
     }
 
     // introspect.json

@@ -142,7 +142,9 @@ impl Future for Idle<'_> {
             st.busy = false;
             st.sleep_pending = self.deadline.is_some();
             drop(st);
-            self.timer = self.deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
+            self.timer = self
+                .deadline
+                .map(|at| Box::pin(tokio::time::sleep_until(at)));
         } else if self.job.st().busy {
             // Entered.
             return Poll::Ready(());
@@ -171,10 +173,17 @@ where
     T: Send + 'static,
 {
     let handle = tokio::task::spawn_blocking(f);
-    YieldOnce(false).await;
+    yield_now().await;
     handle
         .await
         .map_err(|e| JobError::new(format!("blocking work did not finish: {e}")))
+}
+
+/// Gives up the main loop once: the body continues from the main loop
+/// later (after the reply of the command that is running), like a QEMU
+/// coroutine that reschedules itself.
+pub async fn yield_now() {
+    YieldOnce(false).await
 }
 
 /// Pending once (asking to be polled again), then ready.

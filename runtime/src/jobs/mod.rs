@@ -59,7 +59,7 @@ use qapi::QmpError;
 
 use crate::daemon::{Daemon, WeakDaemon};
 
-pub use context::{blocking, JobContext};
+pub use context::{blocking, yield_now, JobContext};
 pub use lifecycle::{
     cancel, cancel_sync, cancel_sync_all, complete, dismiss, finalize, pause, resume, shutdown,
     user_cancel, user_pause, user_resume,
@@ -477,12 +477,8 @@ pub fn id_wellformed(id: &str) -> bool {
 /// the job.
 pub fn check_new_id(d: &Daemon, id: Option<&str>, internal: bool) -> Result<(), QmpError> {
     match id {
-        Some(_) if internal => Err(QmpError::generic(
-            "Cannot specify job ID for internal job",
-        )),
-        Some(id) if !id_wellformed(id) => {
-            Err(QmpError::generic(format!("Invalid job ID '{id}'")))
-        }
+        Some(_) if internal => Err(QmpError::generic("Cannot specify job ID for internal job")),
+        Some(id) if !id_wellformed(id) => Err(QmpError::generic(format!("Invalid job ID '{id}'"))),
         Some(id) if d.jobs.get(id).is_some() => {
             Err(QmpError::generic(format!("Job ID '{id}' already in use")))
         }

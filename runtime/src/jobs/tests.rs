@@ -219,7 +219,12 @@ async fn job_in(status: JobStatus) -> (Fixture, Job, Arc<Notify>) {
     let job = match status {
         JobStatus::Created => {
             let _g = f.d.command_lock.lock().await;
-            create(&f.d, Box::new(block(Body::Idle { ready: false })), JobOptions::new("j")).unwrap()
+            create(
+                &f.d,
+                Box::new(block(Body::Idle { ready: false })),
+                JobOptions::new("j"),
+            )
+            .unwrap()
         }
         JobStatus::Running => f.start("j", block(Body::Busy(busy.clone())), |_| {}).await,
         JobStatus::Paused | JobStatus::Standby => {
@@ -228,18 +233,25 @@ async fn job_in(status: JobStatus) -> (Fixture, Job, Arc<Notify>) {
             f.verb(JobVerb::Pause, "j").await.unwrap();
             job
         }
-        JobStatus::Ready => f.start("j", block(Body::Idle { ready: true }), |_| {}).await,
+        JobStatus::Ready => {
+            f.start("j", block(Body::Idle { ready: true }), |_| {})
+                .await
+        }
         JobStatus::Waiting => {
             let txn = JobTxn::new();
             let other = Some(txn.clone());
-            f.start("other", block(Body::Idle { ready: false }), |o| o.txn = other)
-                .await;
+            f.start("other", block(Body::Idle { ready: false }), |o| {
+                o.txn = other
+            })
+            .await;
             f.start("j", block(Body::Finish(Ok(()))), |o| o.txn = Some(txn))
                 .await
         }
         JobStatus::Pending => {
-            f.start("j", block(Body::Finish(Ok(()))), |o| o.auto_finalize = false)
-                .await
+            f.start("j", block(Body::Finish(Ok(()))), |o| {
+                o.auto_finalize = false
+            })
+            .await
         }
         JobStatus::Concluded => {
             f.start("j", block(Body::Finish(Ok(()))), |o| o.auto_dismiss = false)
@@ -257,7 +269,9 @@ async fn job_in(status: JobStatus) -> (Fixture, Job, Arc<Notify>) {
 #[tokio::test]
 async fn every_verb_in_every_status() {
     use JobStatus::*;
-    for status in [Created, Running, Paused, Ready, Standby, Waiting, Pending, Concluded] {
+    for status in [
+        Created, Running, Paused, Ready, Standby, Waiting, Pending, Concluded,
+    ] {
         for verb in JobVerb::ALL {
             let (f, job, busy) = job_in(status).await;
             let user_paused = matches!(status, Paused | Standby);
@@ -304,9 +318,7 @@ async fn not_found() {
         );
     }
     let _g = f.d.command_lock.lock().await;
-    let args = BlockJobPauseArgs {
-        device: "j".into(),
-    };
+    let args = BlockJobPauseArgs { device: "j".into() };
     let e = qmp::block_job_pause(&f.d, args).await.unwrap_err();
     assert_eq!(e.desc, "Block job 'j' not found");
 }
@@ -351,7 +363,11 @@ async fn id_rules() {
     })
     .unwrap();
     // Internal jobs are not listed and send no events.
-    let ids: Vec<_> = qmp::query_jobs(&f.d).unwrap().into_iter().map(|i| i.id).collect();
+    let ids: Vec<_> = qmp::query_jobs(&f.d)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
     assert_eq!(ids, ["a-._Z9"]);
 }
 
@@ -363,14 +379,27 @@ async fn success_and_failure_events() {
     f.start("a", ok, |_| {}).await;
     assert_eq!(
         f.events(),
-        ["a:created", "a:running", "a:waiting", "a:pending", "a:concluded", "a:null"]
+        [
+            "a:created",
+            "a:running",
+            "a:waiting",
+            "a:pending",
+            "a:concluded",
+            "a:null"
+        ]
     );
-    assert_eq!(*log.lock().unwrap(), ["prepare", "commit", "clean", "Completed"]);
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["prepare", "commit", "clean", "Completed"]
+    );
 
     let bad = TestDriver::new(Body::Finish(Err(JobError::new("boom"))));
     let log = bad.log.clone();
     let job = f.start("b", bad, |o| o.auto_dismiss = false).await;
-    assert_eq!(f.events(), ["b:created", "b:running", "b:aborting", "b:concluded"]);
+    assert_eq!(
+        f.events(),
+        ["b:created", "b:running", "b:aborting", "b:concluded"]
+    );
     assert_eq!(*log.lock().unwrap(), ["abort", "clean", "Completed"]);
     let info = job.info();
     assert_eq!(info.error.as_deref(), Some("boom"));
@@ -421,7 +450,10 @@ async fn manual_finalize() {
             o.auto_dismiss = false;
         })
         .await;
-    assert_eq!(f.events(), ["j:created", "j:running", "j:waiting", "j:pending"]);
+    assert_eq!(
+        f.events(),
+        ["j:created", "j:running", "j:waiting", "j:pending"]
+    );
     assert_eq!(*log.lock().unwrap(), ["Pending"]);
     f.verb(JobVerb::Finalize, "j").await.unwrap();
     assert_eq!(f.events(), ["j:concluded"]);
@@ -461,12 +493,23 @@ async fn transaction_success_and_abort() {
     let txn = JobTxn::new();
     let busy = Arc::new(Notify::new());
     let t = Some(txn.clone());
-    let a = f.start("a", TestDriver::new(Body::Busy(busy.clone())), |o| o.txn = t).await;
+    let a = f
+        .start("a", TestDriver::new(Body::Busy(busy.clone())), |o| {
+            o.txn = t
+        })
+        .await;
     let t = Some(txn.clone());
-    f.start("b", TestDriver::new(Body::Finish(Ok(()))), |o| o.txn = t).await;
+    f.start("b", TestDriver::new(Body::Finish(Ok(()))), |o| o.txn = t)
+        .await;
     assert_eq!(
         f.events(),
-        ["a:created", "a:running", "b:created", "b:running", "b:waiting"]
+        [
+            "a:created",
+            "a:running",
+            "b:created",
+            "b:running",
+            "b:waiting"
+        ]
     );
     busy.notify_waiters();
     f.wait_status(&a, JobStatus::Null).await;
@@ -487,7 +530,9 @@ async fn transaction_success_and_abort() {
     let txn = JobTxn::new();
     let t = Some(txn.clone());
     let c = f
-        .start("c", TestDriver::new(Body::Idle { ready: false }), |o| o.txn = t)
+        .start("c", TestDriver::new(Body::Idle { ready: false }), |o| {
+            o.txn = t
+        })
         .await;
     let t = Some(txn.clone());
     let fail = TestDriver::new(Body::Finish(Err(JobError::new("boom"))));
@@ -545,9 +590,12 @@ async fn block_job_cancel_of_paused_job() {
 #[tokio::test]
 async fn cancel_sync_all_clears_everything() {
     let mut f = Fixture::new();
-    f.start("a", TestDriver::new(Body::Idle { ready: false }), |_| {}).await;
-    f.start("b", TestDriver::new(Body::Finish(Ok(()))), |o| o.auto_dismiss = false)
+    f.start("a", TestDriver::new(Body::Idle { ready: false }), |_| {})
         .await;
+    f.start("b", TestDriver::new(Body::Finish(Ok(()))), |o| {
+        o.auto_dismiss = false
+    })
+    .await;
     f.events();
     shutdown(&f.d).await;
     assert_eq!(

@@ -110,8 +110,7 @@ async fn serve(daemon: &Daemon, conn: CharConn, opts: MonitorOptions) {
                         offered: offered.clone(),
                         accepted: Mutex::new(None),
                     };
-                    let (reply, guard) =
-                        handle_request_locked(daemon, req, &cx, oob_enabled).await;
+                    let (reply, guard) = handle_request_locked(daemon, req, &cx, oob_enabled).await;
                     _big_lock = guard;
                     if let Some(caps) = cx.accepted.lock().ok().and_then(|mut a| a.take()) {
                         negotiating = false;

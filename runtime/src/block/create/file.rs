@@ -28,7 +28,7 @@ use qapi::types::{BlockdevCreateOptionsFile, PreallocMode};
 use tracing::{error, warn};
 
 use super::{locks, strerror, ImageCreator};
-use crate::jobs::{self, JobError, JobFuture};
+use crate::jobs::{self, JobContext, JobError, JobFuture};
 
 /// The default extent size hint (1 MiB).
 const DEFAULT_EXTENT_SIZE_HINT: u64 = 1 << 20;
@@ -37,7 +37,7 @@ const DEFAULT_EXTENT_SIZE_HINT: u64 = 1 << 20;
 pub struct FileCreator(pub BlockdevCreateOptionsFile);
 
 impl ImageCreator for FileCreator {
-    fn create(self: Box<Self>) -> JobFuture {
+    fn create(self: Box<Self>, _ctx: JobContext) -> JobFuture {
         Box::pin(create(self.0))
     }
 }
@@ -89,6 +89,8 @@ fn open_create(name: &str) -> Result<File, JobError> {
         .read(true)
         .write(true)
         .create(true)
+        // An existing file is emptied later, after the lock checks.
+        .truncate(false)
         .mode(0o644)
         .open(name)
         .map_err(|e| JobError(format!("Could not create '{name}': {}", io_text(&e))))
@@ -179,9 +181,7 @@ fn truncate(file: &File, offset: i64, prealloc: PreallocMode) -> Result<(), JobE
             return Ok(());
         }
         PreallocMode::Metadata => {
-            return Err(JobError::new(
-                "Unsupported preallocation mode: metadata",
-            ))
+            return Err(JobError::new("Unsupported preallocation mode: metadata"))
         }
         PreallocMode::Falloc => {
             if offset == current {
@@ -208,8 +208,12 @@ fn truncate(file: &File, offset: i64, prealloc: PreallocMode) -> Result<(), JobE
 /// flush.
 fn write_zeroes(mut file: &File, current: i64, offset: i64) -> Result<(), JobError> {
     ftruncate(file, offset).map_err(|e| err("Could not resize file", e))?;
-    file.seek(SeekFrom::Start(current as u64))
-        .map_err(|e| JobError(format!("Failed to seek to the old end of file: {}", io_text(&e))))?;
+    file.seek(SeekFrom::Start(current as u64)).map_err(|e| {
+        JobError(format!(
+            "Failed to seek to the old end of file: {}",
+            io_text(&e)
+        ))
+    })?;
     let zeroes = vec![0u8; 65536];
     let mut left = offset - current;
     while left > 0 {
@@ -316,7 +320,11 @@ mod tests {
             .block_on(create(o))
     }
 
-    fn opts(path: &std::path::Path, size: u64, p: Option<PreallocMode>) -> BlockdevCreateOptionsFile {
+    fn opts(
+        path: &std::path::Path,
+        size: u64,
+        p: Option<PreallocMode>,
+    ) -> BlockdevCreateOptionsFile {
         BlockdevCreateOptionsFile {
             filename: path.to_str().unwrap().to_string(),
             size,
@@ -341,7 +349,9 @@ mod tests {
         assert_eq!(m.len(), 1 << 20);
         assert!(m.blocks() * 512 >= 1 << 20);
         assert_eq!(
-            run(opts(&p, 4096, Some(PreallocMode::Metadata))).unwrap_err().0,
+            run(opts(&p, 4096, Some(PreallocMode::Metadata)))
+                .unwrap_err()
+                .0,
             "Unsupported preallocation mode: metadata"
         );
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
@@ -350,13 +360,18 @@ mod tests {
             "Could not resize file: Invalid argument"
         );
         assert_eq!(
-            run(opts(&p, 1 << 63, Some(PreallocMode::Falloc))).unwrap_err().0,
+            run(opts(&p, 1 << 63, Some(PreallocMode::Falloc)))
+                .unwrap_err()
+                .0,
             "Cannot use preallocation for shrinking files"
         );
         let missing = dir.join("no/such");
         assert_eq!(
             run(opts(&missing, 0, None)).unwrap_err().0,
-            format!("Could not create '{}': No such file or directory", missing.display())
+            format!(
+                "Could not create '{}': No such file or directory",
+                missing.display()
+            )
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

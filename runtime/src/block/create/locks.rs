@@ -51,7 +51,9 @@ fn fcntl_lock(file: &File, byte: i64, kind: libc::c_int, get: bool) -> Result<li
         if r != -1 {
             return Ok(fl);
         }
-        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        let errno = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
         if errno == libc::EINVAL && !no_ofd {
             NO_OFD.store(true, Ordering::Relaxed);
             continue;

@@ -14,7 +14,9 @@ mod locks;
 
 use std::sync::Mutex;
 
-use qapi::types::{BlockdevCreateArgs, BlockdevCreateOptions, BlockdevCreateOptionsBranch as B, JobType};
+use qapi::types::{
+    BlockdevCreateArgs, BlockdevCreateOptions, BlockdevCreateOptionsBranch as B, JobType,
+};
 use qapi::QmpError;
 
 use crate::jobs::{self, JobContext, JobDriver, JobError, JobFuture, JobOptions};
@@ -24,10 +26,13 @@ pub use file::FileCreator;
 
 /// Creates one image. The future's first poll runs inside the
 /// `blockdev-create` command, up to its first wait: failures a driver
-/// detects before its first I/O wait are reported before the command's
-/// reply, as in QEMU.
+/// detects before its first wait are reported before the command's reply,
+/// as in QEMU (use [`jobs::blocking`] for blocking I/O and
+/// [`jobs::yield_now`] where QEMU's creator yields without I/O). The job's
+/// progress is handled by the caller; `ctx` is there for cancellation
+/// checks.
 pub trait ImageCreator: Send + 'static {
-    fn create(self: Box<Self>) -> JobFuture;
+    fn create(self: Box<Self>, ctx: JobContext) -> JobFuture;
 }
 
 /// What `blockdev-create` can do with a driver.
@@ -42,8 +47,9 @@ pub enum Creator {
     Ready(Box<dyn ImageCreator>),
 }
 
-/// The creator for `options`.
-pub fn creator_for(options: BlockdevCreateOptions) -> Creator {
+/// The creator for `options`. Creators of image formats will need `_d` to
+/// find the node they write to.
+pub fn creator_for(_d: &Daemon, options: BlockdevCreateOptions) -> Creator {
     match options.u {
         B::File(o) => Creator::Ready(Box::new(FileCreator(o))),
         // Not built into Debian's qemu-storage-daemon 10.0.2.
@@ -110,7 +116,7 @@ impl JobDriver for CreateJob {
         Box::pin(async move {
             ctx.progress_set_remaining(1);
             let r = match creator {
-                Some(c) => c.create().await,
+                Some(c) => c.create(ctx.clone()).await,
                 None => Err(JobError::new("the image creator ran twice")),
             };
             ctx.progress_update(1);
@@ -122,7 +128,7 @@ impl JobDriver for CreateJob {
 /// `blockdev-create`.
 pub async fn blockdev_create(d: &Daemon, args: BlockdevCreateArgs) -> Result<(), QmpError> {
     let driver = args.options.driver().as_str();
-    let creator = match creator_for(args.options) {
+    let creator = match creator_for(d, args.options) {
         Creator::Ready(c) => c,
         Creator::NotFound => {
             return Err(QmpError::generic(format!(
@@ -130,9 +136,7 @@ pub async fn blockdev_create(d: &Daemon, args: BlockdevCreateArgs) -> Result<(),
             )))
         }
         Creator::Unsupported => {
-            return Err(QmpError::generic(
-                "Driver does not support blockdev-create",
-            ))
+            return Err(QmpError::generic("Driver does not support blockdev-create"))
         }
         Creator::NotImplemented => {
             jobs::check_new_id(d, Some(&args.job_id), false)?;
