@@ -99,18 +99,30 @@ fn differential(steps: &[Step]) -> (Daemon, Daemon) {
 
 /// [`differential`], with `setup` run on each daemon's directory first.
 fn differential_in(steps: &[Step], setup: impl Fn(&Path)) -> (Daemon, Daemon) {
+    let (t, o, _) = differential_transcript(steps, setup);
+    (t, o)
+}
+
+/// [`differential_in`], also returning the (common) transcript, one entry
+/// per step.
+fn differential_transcript(
+    steps: &[Step],
+    setup: impl Fn(&Path),
+) -> (Daemon, Daemon, Vec<Vec<String>>) {
     let theirs = Daemon::start(Impl::Qsd);
     let ours = Daemon::start(Impl::Ours);
     setup(theirs.dir.path());
     setup(ours.dir.path());
     let mut qt = theirs.qmp();
     let mut qo = ours.qmp();
+    let mut transcript = Vec::new();
     for s in steps {
         let t = run_step(&mut qt, s);
         let o = run_step(&mut qo, s);
         assert_eq!(o, t, "transcripts differ after {}", s.line);
+        transcript.push(o);
     }
-    (theirs, ours)
+    (theirs, ours, transcript)
 }
 
 /// Size, allocated blocks, mode and content of `name` in each daemon's
@@ -318,10 +330,12 @@ fn job_ids_and_drivers() {
         "j",
         r#"{"driver":"file","filename":"x","size":1,"preallocation":"bad"}"#,
     )));
-    steps.push(step(create(
+    // -1 is taken as 2^64 - 1 (and fails after the reply).
+    steps.push(step_until(
+        create("j", r#"{"driver":"file","filename":"x","size":-1}"#),
         "j",
-        r#"{"driver":"file","filename":"x","size":-1}"#,
-    )));
+        "concluded",
+    ));
     steps.push(step(
         r#"{"execute":"blockdev-create","arguments":{"options":{"driver":"raw"}}}"#,
     ));
@@ -414,18 +428,27 @@ fn cancel_and_pause_while_creating() {
     // longer than the verbs take) on both daemons; verbs sent meanwhile
     // must be answered alike. The job ends as cancelled.
     let size = 1u64 << 29;
-    differential(&[
-        step(create(
-            "big",
-            &file_opts("big.img", size, r#","preallocation":"full""#),
-        )),
-        verb("job-pause", "id", "big"),
-        verb("job-pause", "id", "big"),
-        verb("job-cancel", "id", "big"),
-        verb("job-resume", "id", "big"),
-        verb("job-dismiss", "id", "big"),
-        wait_for("big", "concluded"),
-        query_jobs(),
-        verb("job-dismiss", "id", "big"),
-    ]);
+    let (_, _, transcript) = differential_transcript(
+        &[
+            step(create(
+                "big",
+                &file_opts("big.img", size, r#","preallocation":"full""#),
+            )),
+            verb("job-pause", "id", "big"),
+            verb("job-pause", "id", "big"),
+            verb("job-cancel", "id", "big"),
+            verb("job-resume", "id", "big"),
+            verb("job-dismiss", "id", "big"),
+            wait_for("big", "concluded"),
+            query_jobs(),
+            verb("job-dismiss", "id", "big"),
+        ],
+        |_| {},
+    );
+    // The verbs really met a running job.
+    assert!(
+        transcript[5][0].contains("in state 'running' cannot accept command verb 'dismiss'"),
+        "the job ended too early: {:?}",
+        transcript[5]
+    );
 }
