@@ -604,3 +604,16 @@ async fn cancel_sync_all_clears_everything() {
     );
     assert!(f.d.jobs.list().is_empty());
 }
+
+#[tokio::test]
+async fn cancel_of_paused_job_resumes_it_first() {
+    let (mut f, job, _) = job_in(JobStatus::Standby).await;
+    f.events();
+    f.verb(JobVerb::Cancel, "j").await.unwrap();
+    // Back to ready at its pause point, then the body sees the cancellation.
+    assert_eq!(
+        f.events(),
+        ["j:ready", "j:aborting", "j:concluded", "j:null"]
+    );
+    assert_eq!(job.error().as_deref(), Some(CANCELED));
+}
