@@ -16,6 +16,7 @@
 //! `.await` on the data path.
 
 pub mod buf;
+pub mod create;
 
 use std::future::Future;
 use std::io;
