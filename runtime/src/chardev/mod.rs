@@ -6,9 +6,10 @@
 //! frontend is done with the previous one, as QEMU's socket chardev does;
 //! most other backends have a single session from creation on.
 //!
-//! Backends of QSD 10.0.2: `socket` ([`socket`]), `ringbuf`/`memory`
-//! ([`ringbuf`]), `file`, `pipe`, `serial`, `stdio` (`fd`), `pty`, `udp`,
-//! `null`; `parallel`, `mux` and `hub` are refused after QEMU's own checks.
+//! Backends of QSD 10.0.2: `socket` (module `socket`), `ringbuf`/`memory`
+//! ([`ringbuf`]), `file`, `pipe`, `serial`, `stdio` (module `fd`), `pty`,
+//! `udp`, `null`; `parallel`, `mux` and `hub` are refused after QEMU's own
+//! checks, and so is a websocket server.
 //!
 //! - [`create`] makes a chardev for the command line and `chardev-add`;
 //! - [`cli`] converts `--chardev` options into a [`ChardevBackend`];

@@ -221,3 +221,36 @@ async fn pty_serves_whoever_opens_it() {
         .unwrap();
     assert_eq!(String::from_utf8(n).unwrap(), greeting("\"oob\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passed_descriptors() {
+    use std::os::fd::IntoRawFd;
+    let d = Daemon::new();
+    let dir = tempdir();
+    let p = dir.join("fd.sock");
+    let fd = std::os::unix::net::UnixListener::bind(&p)
+        .unwrap()
+        .into_raw_fd();
+    cli(&d, &format!("socket,id=f,fd={fd},server=on,wait=off")).unwrap();
+    // Named by the address it is bound to, as QEMU does.
+    assert_eq!(
+        d.chardevs.get("f").unwrap().filename(),
+        format!("disconnected:unix:{},server=on", p.display())
+    );
+    let file = std::fs::File::open("/dev/null").unwrap().into_raw_fd();
+    assert_eq!(
+        cli(&d, &format!("socket,id=g,fd={file},server=on,wait=off")).unwrap_err(),
+        format!("File descriptor '{file}' is not a socket")
+    );
+    // From QMP there is no descriptor passing.
+    let (_, backend) = cli::parse_cli_chardev(&opts("socket,id=h,fd=3,server=on")).unwrap();
+    assert_eq!(
+        create_with(&d, "h".into(), backend, &Origin::Qmp)
+            .unwrap_err()
+            .desc,
+        "Failed to add chardev 'h': only QEMU supports file descriptor passing"
+    );
+    d.chardevs.close_all();
+    assert!(!p.exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
