@@ -361,3 +361,44 @@ fn chardev_add_with_wait_replies_after_the_client_connects() {
     assert_eq!(ours, theirs);
     assert_eq!(theirs[0], "");
 }
+
+/// The same with the real client, qemu.qmp: a second client's connect
+/// completes only once the first disconnected.
+fn qemu_qmp_clients(which: Impl) -> String {
+    let d = Daemon::start(which);
+    let script = r#"
+import asyncio, sys
+from qemu.qmp import QMPClient
+async def main(path):
+    a = QMPClient('a'); await a.connect(path)
+    print(await a.execute('chardev-add', {'id': 'r', 'backend': {'type': 'ringbuf', 'data': {}}}))
+    b = QMPClient('b')
+    t = asyncio.create_task(b.connect(path))
+    await asyncio.sleep(0.5)
+    print('second connected early:', t.done())
+    await a.disconnect()
+    await asyncio.wait_for(t, 10)
+    print(await b.execute('query-chardev'))
+    await b.disconnect()
+asyncio.run(main(sys.argv[1]))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&d.qmp_path)
+        .output()
+        .expect("python3 with qemu.qmp is needed");
+    assert!(
+        out.status.success(),
+        "qemu.qmp client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    mask(&d, &String::from_utf8_lossy(&out.stdout))
+}
+
+#[test]
+fn qemu_qmp_clients_take_turns_as_with_qsd() {
+    let theirs = qemu_qmp_clients(Impl::Qsd);
+    let ours = qemu_qmp_clients(Impl::Ours);
+    assert_eq!(ours, theirs);
+    assert!(theirs.contains("second connected early: False"), "{theirs}");
+}
