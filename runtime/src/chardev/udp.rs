@@ -55,6 +55,7 @@ pub(crate) fn open(u: &ChardevUdp) -> Result<Driver, String> {
         i32::from(peer.family()),
         libc::SOCK_DGRAM,
     )
+    // QEMU prints an empty local host as the C library prints NULL.
     .map_err(|e| e.replacen("failed for :", "failed for (null):", 1))?;
     let local: SockAddr = locals.into_iter().next().ok_or_else(|| {
         format!("address resolution failed for {lhost}:{lport}: Name or service not known")
