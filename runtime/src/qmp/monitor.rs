@@ -70,6 +70,7 @@ async fn serve(daemon: &Daemon, conn: CharConn, opts: MonitorOptions) {
         mut reader,
         mut writer,
         closed,
+        oob_capable,
     } = conn;
     let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
     // The writer drains the queue in order; it ends when every sender is
@@ -84,7 +85,13 @@ async fn serve(daemon: &Daemon, conn: CharConn, opts: MonitorOptions) {
         let _ = writer.flush().await;
         let _ = writer.shutdown().await;
     });
-    let offered = vec![QMPCapability::Oob];
+    // QEMU offers out-of-band execution only on chardevs that can run in
+    // the monitor's own I/O context.
+    let offered = if oob_capable {
+        vec![QMPCapability::Oob]
+    } else {
+        Vec::new()
+    };
     let _ = tx.send(greeting(&offered));
     let mut negotiating = true;
     let mut oob_enabled = false;
