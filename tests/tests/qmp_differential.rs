@@ -250,10 +250,11 @@ fn transcript(which: Impl) -> Vec<(String, Vec<String>)> {
             q.send_line(r#"{"execute":"qmp_capabilities"}"#);
             q.read_line();
         }
+        let dir = d.dir.path().display().to_string();
         let replies = sc
             .lines
             .iter()
-            .map(|l| normalize(&exchange(&mut q, l)))
+            .map(|l| normalize(&exchange(&mut q, l)).replace(&dir, "TMPDIR"))
             .collect();
         all.push((sc.name.to_string(), replies));
     }
