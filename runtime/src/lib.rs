@@ -4,11 +4,13 @@
 //!   dispatch to the generated [`qapi::commands::dispatch`], events);
 //! - [`chardev`]: character devices, the transports monitors run on;
 //! - [`objects`]: the QOM object registry (`object-add`, `qom-*`);
+//! - [`export`]: block exports (the NBD protocol codec so far);
 //! - [`daemon`]: the shared state and the implementation of the generated
 //!   [`qapi::commands::Commands`] trait.
 
 pub mod chardev;
 pub mod daemon;
+pub mod export;
 pub mod objects;
 pub mod qmp;
 
