@@ -21,9 +21,11 @@ bytes. The script is the record of how the file was made; run it again to
 refresh the file after a QEMU upgrade.
 
 Exports set up:
-  x      null-co 1 GiB (read-zeroes=off), writable, description "golden test
+  x      null-co 1 GiB (read-zeroes=on), writable, description "golden test
          export", dirty bitmap b0 exported, allocation-depth on
   plain  null-co 64 MiB, read-only, read-zeroes=on, nothing else
+  tls    (second daemon, on the socket nbd-tls.sock, with tls-creds-psk)
+         null-co 1 MiB named "t": everything before STARTTLS
   align  blkdebug align=512 over null-co 1 MiB, read-only (request alignment
          512, used for NBD_INFO_BLOCK_SIZE and NBD_REP_ERR_BLOCK_SIZE_REQD)
 """
@@ -670,7 +672,7 @@ def extended_write_without_payload_flag(c):
 
 @scenario
 def extended_wrong_magic(c):
-    "extended headers negotiated but a compact request sent: server drops"
+    "extended headers negotiated but a compact request sent: EINVAL chunk, then the server drops"
     start_fixed(c)
     c.opt(OPT_EXTENDED)
     c.reps()
@@ -681,7 +683,7 @@ def extended_wrong_magic(c):
 
 @scenario
 def write_too_big(c):
-    "WRITE header with length 32 MiB + 1 (no payload sent): server drops"
+    "WRITE header with length 32 MiB + 1 (no payload sent): EINVAL, then the server drops"
     start_fixed(c)
     go(c, "x")
     c.request(CMD_WRITE, cookie=1, offset=0, length=32 * 1024 * 1024 + 1)
@@ -690,10 +692,12 @@ def write_too_big(c):
 
 @scenario
 def read_too_big(c):
-    "READ with length 32 MiB + 1: server drops"
+    "READ with length 32 MiB + 1: EINVAL, and the connection stays (nothing to skip)"
     start_fixed(c)
     go(c, "x")
     c.request(CMD_READ, cookie=1, offset=0, length=32 * 1024 * 1024 + 1)
+    c.reply()
+    c.request(CMD_DISC)
     c.expect_eof()
 
 
@@ -717,6 +721,64 @@ def go_info_order(c):
     go(c, "x", [0, 1, 2, 3])
     c.request(CMD_DISC)
     c.expect_eof()
+
+
+TLS_SCENARIOS = []
+
+
+def tls_scenario(fn):
+    TLS_SCENARIOS.append(fn)
+    return fn
+
+
+@tls_scenario
+def tls_options_before_starttls(c):
+    "server with TLS: options before STARTTLS get NBD_REP_ERR_TLS_REQD"
+    start_fixed(c)
+    c.opt(OPT_LIST)
+    c.reps()
+    c.opt(OPT_GO, name_data("t"))
+    c.reps()
+    c.opt(99, b"abc")
+    c.reps()
+    c.opt(OPT_STRUCTURED_REPLY)
+    c.reps()
+    c.opt(OPT_ABORT)
+    c.reps()
+    c.expect_eof()
+
+
+@tls_scenario
+def tls_export_name_before_starttls(c):
+    "server with TLS: EXPORT_NAME before STARTTLS drops the connection"
+    start_fixed(c)
+    c.opt(OPT_EXPORT_NAME, b"t")
+    c.expect_eof()
+
+
+@tls_scenario
+def tls_starttls_with_data(c):
+    "server with TLS: STARTTLS with data: ERR_INVALID, then the server drops"
+    start_fixed(c)
+    c.opt(OPT_STARTTLS, b"x")
+    c.reps()
+    c.expect_eof()
+
+
+@tls_scenario
+def tls_not_fixed_newstyle(c):
+    "server with TLS, client not fixed newstyle: any option drops"
+    start_fixed(c, 0)
+    c.opt(OPT_LIST)
+    c.expect_eof()
+
+
+@tls_scenario
+def tls_starttls_ack(c):
+    "server with TLS: STARTTLS is ACKed (the TLS handshake is not attempted)"
+    start_fixed(c)
+    c.opt(OPT_STARTTLS)
+    c.reps()
 
 
 def qmp(path, cmds):
@@ -748,7 +810,7 @@ def main():
         QSD,
         "--chardev", "socket,id=m,path=%s,server=on,wait=off" % qsock,
         "--monitor", "chardev=m",
-        "--blockdev", "driver=null-co,node-name=n,size=1073741824",
+        "--blockdev", "driver=null-co,node-name=n,size=1073741824,read-zeroes=on",
         "--blockdev", "driver=null-co,node-name=p,size=67108864,read-zeroes=on",
         "--blockdev", "driver=blkdebug,node-name=a,align=512,image.driver=null-co,"
                       "image.size=1048576",
@@ -772,18 +834,39 @@ def main():
         ver = subprocess.run([QSD, "--version"], capture_output=True, text=True).stdout
         print("# Captured by capture.py from: " + ver.splitlines()[0])
         print("# Exports: see capture.py's docstring.")
-        for fn in SCENARIOS:
-            out = []
-            c = Conn(nsock, out)
-            try:
-                fn(c)
-            except Closed:
-                pass
-            c.s.close()
-            print("= " + fn.__name__)
-            print("# " + fn.__doc__)
-            for line in out:
-                print(line)
+        tls_dir = os.path.join(d, "psk")
+        os.mkdir(tls_dir)
+        with open(os.path.join(tls_dir, "keys.psk"), "w") as f:
+            f.write("qemu:" + "ab" * 16 + "\n")
+        tsock = os.path.join(d, "nbd-tls.sock")
+        p2 = subprocess.Popen([
+            QSD,
+            "--object", "tls-creds-psk,id=tls0,endpoint=server,dir=%s" % tls_dir,
+            "--blockdev", "driver=null-co,node-name=t,size=1048576",
+            "--nbd-server", "addr.type=unix,addr.path=%s,tls-creds=tls0" % tsock,
+            "--export", "type=nbd,id=et,node-name=t,name=t",
+        ])
+        try:
+            for _ in range(200):
+                if os.path.exists(tsock):
+                    break
+                time.sleep(0.05)
+            for path, scenarios in ((nsock, SCENARIOS), (tsock, TLS_SCENARIOS)):
+                for fn in scenarios:
+                    out = []
+                    c = Conn(path, out)
+                    try:
+                        fn(c)
+                    except Closed:
+                        pass
+                    c.s.close()
+                    print("= " + fn.__name__)
+                    print("# " + fn.__doc__)
+                    for line in out:
+                        print(line)
+        finally:
+            p2.terminate()
+            p2.wait()
     finally:
         p.terminate()
         p.wait()
