@@ -723,6 +723,179 @@ def go_info_order(c):
     c.expect_eof()
 
 
+def setup_tx(c, ext=False, meta=("base:allocation", "qemu:dirty-bitmap:b0"), name="x"):
+    start_fixed(c)
+    c.opt(OPT_EXTENDED if ext else OPT_STRUCTURED_REPLY)
+    c.reps()
+    if meta:
+        c.opt(OPT_SET_META, meta_data(name, list(meta)))
+        c.reps()
+    go(c, name)
+    c.ext = ext
+
+
+@scenario
+def structured_request_errors(c):
+    "structured replies: QEMU's messages for length, flag, range and command errors"
+    setup_tx(c)
+    c.request(CMD_READ, cookie=1, length=32 * 1024 * 1024 + 1)
+    c.chunks()
+    c.request(CMD_READ, flags=0x40, cookie=2, length=8)
+    c.chunks()
+    c.request(CMD_READ, flags=0x20, cookie=3, length=8)
+    c.chunks()
+    c.request(CMD_WRITE_ZEROES, cookie=4, offset=(1 << 30) - 512, length=4096)
+    c.chunks()
+    c.request(CMD_CACHE, cookie=5, length=32 * 1024 * 1024 + 1)
+    c.chunks()
+    c.request(CMD_TRIM, flags=1, cookie=7, length=4096)
+    c.chunks()
+    c.request(CMD_BLOCK_STATUS, flags=9, cookie=8, length=4096)
+    c.chunks()
+    c.request(CMD_FLUSH, flags=2, cookie=9)
+    c.chunks()
+    c.request(CMD_WRITE_ZEROES, cookie=10, offset=1 << 31, length=(1 << 32) - 1)
+    c.chunks()
+    c.request(CMD_TRIM, cookie=11, offset=0, length=(1 << 32) - 1)
+    c.chunks()
+    for i, (cmd, fl) in enumerate([(CMD_WRITE, 2), (CMD_TRIM, 2), (CMD_CACHE, 2),
+                                   (CMD_WRITE_ZEROES, 4), (CMD_BLOCK_STATUS, 2), (8, 2), (9, 2),
+                                   (CMD_FLUSH, 0x8000), (CMD_READ, 0), (CMD_CACHE, 0),
+                                   (CMD_WRITE_ZEROES, 0x3)]):
+        c.request(cmd, flags=fl, cookie=20 + i, length=4 if cmd == CMD_WRITE else 0,
+                  payload=b"abcd" if cmd == CMD_WRITE else b"")
+        c.chunks()
+    c.request(CMD_BLOCK_STATUS, cookie=50, offset=(1 << 30) - 4096, length=1 << 20)
+    c.chunks()
+    c.request(CMD_BLOCK_STATUS, flags=8, cookie=51, offset=1 << 30, length=1)
+    c.chunks()
+    c.request(CMD_DISC, flags=0xff, cookie=12, offset=5, length=5)
+    c.expect_eof()
+
+
+@scenario
+def structured_no_contexts(c):
+    "structured replies without SET_META_CONTEXT: BLOCK_STATUS not negotiated"
+    setup_tx(c, meta=())
+    c.request(CMD_BLOCK_STATUS, cookie=1, length=4096)
+    c.chunks()
+    c.request(CMD_BLOCK_STATUS, cookie=2, length=0)
+    c.chunks()
+    c.request(CMD_WRITE, cookie=3, length=4, payload=b"abcd")
+    c.chunks()
+    c.request(CMD_DISC)
+    c.expect_eof()
+
+
+@scenario
+def structured_read_only(c):
+    "structured replies on a read-only export: writes refused, past-EOF write"
+    start_fixed(c)
+    c.opt(OPT_STRUCTURED_REPLY)
+    c.reps()
+    go(c, "plain")
+    c.request(CMD_WRITE, cookie=2, length=4, payload=b"abcd")
+    c.chunks()
+    c.request(CMD_TRIM, cookie=3, length=4096)
+    c.chunks()
+    c.request(CMD_WRITE_ZEROES, cookie=4, length=4096)
+    c.chunks()
+    c.request(CMD_WRITE, cookie=5, offset=1 << 30, length=4, payload=b"abcd")
+    c.chunks()
+    c.request(CMD_DISC)
+    c.expect_eof()
+
+
+@scenario
+def simple_bad_magic(c):
+    "simple replies: a request with a wrong magic gets EINVAL, then the server drops"
+    start_fixed(c)
+    go(c, "x")
+    c.send(struct.pack(">IHHQQI", REQ_MAGIC + 1, 0, CMD_READ, 1, 0, 8))
+    c.expect_eof()
+
+
+@scenario
+def extended_block_status_payloads(c):
+    "extended headers: BLOCK_STATUS payload variants and PAYLOAD_LEN on other commands"
+    setup_tx(c, ext=True)
+    c.request(CMD_READ, flags=0x20, cookie=2, length=8, payload=b"12345678")
+    c.chunks()
+    c.request(CMD_BLOCK_STATUS, flags=0x20, cookie=3, length=16,
+              payload=struct.pack(">QII", 4096, 2, 0))
+    c.chunks()
+    c.request(CMD_BLOCK_STATUS, flags=0x20, cookie=4, length=16,
+              payload=struct.pack(">QII", 4096, 0, 0))
+    c.chunks()
+    c.request(CMD_BLOCK_STATUS, flags=0x20, cookie=5, length=13,
+              payload=struct.pack(">QI", 4096, 0) + b"z")
+    c.chunks()
+    c.request(CMD_BLOCK_STATUS, flags=0x28, cookie=6, length=12,
+              payload=struct.pack(">QI", 1 << 40, 0))
+    c.chunks()
+    c.request(CMD_BLOCK_STATUS, flags=0x20, cookie=7, length=24,
+              payload=struct.pack(">QIIII", 4096, 0, 2, 0, 2))
+    c.chunks()
+    c.request(CMD_BLOCK_STATUS, cookie=8, offset=0, length=1 << 33)
+    c.chunks()
+    c.request(CMD_WRITE_ZEROES, cookie=9, offset=0, length=1 << 33)
+    c.chunks()
+    c.request(CMD_BLOCK_STATUS, flags=0x20, cookie=10, length=12,
+              payload=struct.pack(">QI", 0, 0))
+    c.chunks()
+    c.request(CMD_FLUSH, flags=0x20, cookie=12, length=0)
+    c.chunks()
+    c.request(CMD_BLOCK_STATUS, flags=0x20, cookie=13, offset=(1 << 30) - 8, length=13,
+              payload=struct.pack(">QI", 4096, 0) + b"z")
+    c.chunks()
+    c.request(CMD_BLOCK_STATUS, flags=0x20, cookie=14, offset=(1 << 30) - 8, length=12,
+              payload=struct.pack(">QI", 4096, 0))
+    c.chunks()
+    c.request(CMD_BLOCK_STATUS, flags=0x20, cookie=15, length=4,
+              payload=struct.pack(">I", 4096))
+    c.chunks()
+    c.request(CMD_BLOCK_STATUS, flags=0x20, cookie=16, length=1008,
+              payload=struct.pack(">Q", 4096) + b"\0" * 1000)
+    c.chunks()
+    c.request(CMD_WRITE, flags=0x20, cookie=11, offset=0, length=32 * 1024 * 1024 + 1)
+    c.expect_eof()
+
+
+@scenario
+def extended_read_too_big(c):
+    "extended headers: READ above 32 MiB is refused, the connection stays"
+    setup_tx(c, ext=True, meta=())
+    c.request(CMD_READ, cookie=1, length=32 * 1024 * 1024 + 1)
+    c.chunks()
+    c.request(CMD_WRITE, cookie=3, length=32 * 1024 * 1024 + 1)
+    c.expect_eof()
+
+
+@scenario
+def structured_payload_flag_write(c):
+    "structured (not extended) headers: PAYLOAD_LEN on WRITE is an unsupported flag"
+    setup_tx(c, meta=())
+    c.request(CMD_WRITE, flags=0x20, cookie=3, offset=0, length=4, payload=b"abcd")
+    c.chunks()
+    c.request(CMD_DISC)
+    c.expect_eof()
+
+
+@scenario
+def meta_other_export_then_go(c):
+    "SET_META_CONTEXT on one export, GO to another: no contexts, BLOCK_STATUS refused"
+    start_fixed(c)
+    c.opt(OPT_STRUCTURED_REPLY)
+    c.reps()
+    c.opt(OPT_SET_META, meta_data("x", ["base:allocation"]))
+    c.reps()
+    go(c, "plain")
+    c.request(CMD_BLOCK_STATUS, cookie=1, length=4096)
+    c.chunks()
+    c.request(CMD_DISC)
+    c.expect_eof()
+
+
 TLS_SCENARIOS = []
 
 
