@@ -75,9 +75,8 @@ impl NbdErrno {
             libc::ENOMEM => NbdErrno::NoMem,
             libc::EDQUOT | libc::EFBIG | libc::ENOSPC => NbdErrno::NoSpc,
             libc::EOVERFLOW => NbdErrno::Overflow,
-            libc::ENOTSUP => NbdErrno::NotSup,
-            #[allow(unreachable_patterns)] // equal to ENOTSUP on Linux
-            libc::EOPNOTSUPP => NbdErrno::NotSup,
+            // EOPNOTSUPP equals ENOTSUP on Linux, not everywhere.
+            e if e == libc::ENOTSUP || e == libc::EOPNOTSUPP => NbdErrno::NotSup,
             libc::ESHUTDOWN => NbdErrno::Shutdown,
             _ => NbdErrno::Inval,
         })

@@ -49,8 +49,8 @@ pub use options::{InfoRequest, MetaContextRequest, MetaQueries, OptionError, Pay
 pub use reply::{
     chunk_none, chunk_offset_data, chunk_offset_hole, decode_chunk_payload, decode_extended_chunk,
     decode_simple_reply, decode_structured_chunk, encode_chunk_header, encode_simple_reply,
-    put_block_status, put_chunk_error, put_generic_reply, ChunkForm, ChunkHeader, ChunkPayload,
-    Extent, HeaderBuf, ReplyError, SimpleReply,
+    put_block_status, put_chunk_error, put_generic_reply, ChunkError, ChunkForm, ChunkHeader,
+    ChunkPayload, Extent, HeaderBuf, ReplyError, SimpleReply,
 };
 pub use request::{
     complete_block_status, decode_extended_request, decode_request, encode_extended_request,

@@ -187,28 +187,38 @@ pub fn chunk_offset_hole(
     out
 }
 
-/// Appends an `NBD_REPLY_TYPE_ERROR` chunk (or `ERROR_OFFSET` when
-/// `error_offset` is given) with a message of at most 4096 bytes.
+/// The content of an error chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkError<'a> {
+    /// The error.
+    pub errno: NbdErrno,
+    /// A message for humans (at most 4096 bytes, may be empty).
+    pub message: &'a [u8],
+    /// For `NBD_REPLY_TYPE_ERROR_OFFSET`: where the error happened.
+    pub offset: Option<u64>,
+}
+
+/// Appends an `NBD_REPLY_TYPE_ERROR` chunk (or `ERROR_OFFSET` when the
+/// error has an offset).
 pub fn put_chunk_error(
     out: &mut Vec<u8>,
     form: ChunkForm,
     last: bool,
     cookie: u64,
     req_offset: u64,
-    errno: NbdErrno,
-    message: &[u8],
-    error_offset: Option<u64>,
+    err: &ChunkError<'_>,
 ) -> Result<(), EncodeError> {
+    let message = err.message;
     if message.len() > MAX_STRING_SIZE {
         return Err(EncodeError::StringTooLong {
             what: "error message",
             len: message.len(),
         });
     }
-    let extra = if error_offset.is_some() { 8 } else { 0 };
+    let extra = if err.offset.is_some() { 8 } else { 0 };
     let h = ChunkHeader {
         flags: done(last),
-        typ: if error_offset.is_some() {
+        typ: if err.offset.is_some() {
             ReplyType::ErrorOffset
         } else {
             ReplyType::Error
@@ -218,10 +228,10 @@ pub fn put_chunk_error(
         length: (6 + message.len() + extra) as u64,
     };
     out.extend_from_slice(encode_chunk_header(form, &h)?.as_bytes());
-    out.extend_from_slice(&errno.raw().to_be_bytes());
+    out.extend_from_slice(&err.errno.raw().to_be_bytes());
     out.extend_from_slice(&(message.len() as u16).to_be_bytes());
     out.extend_from_slice(message);
-    if let Some(off) = error_offset {
+    if let Some(off) = err.offset {
         out.extend_from_slice(&off.to_be_bytes());
     }
     Ok(())
@@ -304,9 +314,11 @@ pub fn put_generic_reply(
             true,
             cookie,
             req_offset,
-            r.errno,
-            r.message.as_bytes(),
-            None,
+            &ChunkError {
+                errno: r.errno,
+                message: r.message.as_bytes(),
+                offset: None,
+            },
         ),
         (Some(ChunkForm::Extended), Ok(())) => {
             out.extend_from_slice(chunk_none(ChunkForm::Extended, cookie, req_offset).as_bytes());
@@ -502,7 +514,7 @@ pub fn decode_chunk_payload<'a>(
             Ok(ChunkPayload::OffsetHole { offset, length })
         }
         ReplyType::BlockStatus
-            if form == ChunkForm::Structured && p.len() >= 12 && (p.len() - 4) % 8 == 0 =>
+            if form == ChunkForm::Structured && p.len() >= 12 && (p.len() - 4) & 7 == 0 =>
         {
             let context_id = r.u32().ok_or(bad_len)?;
             let mut extents = Vec::with_capacity((p.len() - 4) / 8);

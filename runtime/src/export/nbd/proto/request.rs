@@ -462,7 +462,7 @@ pub struct BlockStatusPayload {
 /// Decodes a BLOCK_STATUS payload: 8 bytes of effect length, then one or
 /// more 4-byte ids, at most `max_ids` of them. `None` if malformed.
 pub fn decode_block_status_payload(p: &[u8], max_ids: usize) -> Option<BlockStatusPayload> {
-    if p.len() < 12 || p.len() % 4 != 0 || (p.len() - 8) / 4 > max_ids {
+    if p.len() < 12 || p.len() & 3 != 0 || (p.len() - 8) / 4 > max_ids {
         return None;
     }
     let mut head = [0u8; 8];

@@ -406,10 +406,12 @@ fn check_data_reply(
                 message,
                 offset,
             } => {
-                put_chunk_error(
-                    &mut again, form, last, cookie, req_offset, errno, message, offset,
-                )
-                .unwrap();
+                let e = ChunkError {
+                    errno,
+                    message,
+                    offset,
+                };
+                put_chunk_error(&mut again, form, last, cookie, req_offset, &e).unwrap();
             }
         }
         assert_eq!(again, chunk, "re-encoded chunk differs");
