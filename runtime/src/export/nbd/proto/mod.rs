@@ -63,3 +63,5 @@ pub use wire::WireString;
 mod tests_fuzz;
 #[cfg(test)]
 mod tests_golden;
+#[cfg(test)]
+mod tests_interop;
