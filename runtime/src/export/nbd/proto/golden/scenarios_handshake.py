@@ -290,3 +290,29 @@ def oldstyle_client_no_fixed(c):
     start_fixed(c, 0)
     c.opt(OPT_LIST)
     c.expect_eof()
+
+
+@scenario
+def export_name_too_long(c):
+    "NBD_OPT_EXPORT_NAME with 4097 bytes of name: server drops before reading it"
+    start_fixed(c)
+    c.opt(OPT_EXPORT_NAME, b"n" * 4097)
+    c.expect_eof()
+
+
+@scenario
+def default_and_odd_names(c):
+    "empty export name (no default export in QEMU), non-UTF-8 name, 4096-byte name"
+    start_fixed(c)
+    c.opt(OPT_GO, name_data(""))
+    c.reps()
+    c.opt(OPT_INFO, struct.pack(">I", 2) + b"\xff\xfe" + b"\0\0")
+    c.reps()
+    c.opt(OPT_INFO, struct.pack(">I", 4096) + b"n" * 4096 + b"\0\0")
+    c.reps()
+    c.opt(OPT_LIST_META, struct.pack(">I", 2) + b"\xff\xfe" + b"\0\0\0\0")
+    c.reps()
+    c.opt(OPT_EXPORT_NAME, b"x\0trailing")
+    c.export_name_reply(True)
+    c.request(CMD_DISC)
+    c.expect_eof()
