@@ -22,7 +22,19 @@
 //!
 //! Behaviour follows QEMU 10.0's NBD server where the protocol leaves a
 //! choice; `golden/` holds byte sequences captured from
-//! `qemu-storage-daemon` and the script that captured them.
+//! `qemu-storage-daemon` and the script that captured them. Choices worth
+//! knowing when writing the server on top:
+//! - every refused request is answered `NBD_EINVAL` (also read-only and
+//!   past-EOF writes), with QEMU's message in structured/extended sessions;
+//!   a refusal that leaves a WRITE payload unread closes the connection;
+//! - structured sessions answer successful non-READ commands with a simple
+//!   reply, extended sessions with a `NONE` chunk carrying the offset;
+//! - `LIST_META_CONTEXT` works without structured replies and, with no
+//!   query, lists every context; `SET_META_CONTEXT` needs them;
+//! - QEMU leaves bytes after the last meta-context query unread (see
+//!   [`Outcome::unread_tail`]); `EXPORT_NAME` stops at a NUL byte;
+//! - a BLOCK_STATUS payload in an extended session without contexts makes
+//!   QEMU abort; we refuse it with "CMD_BLOCK_STATUS not negotiated".
 
 pub mod consts;
 pub mod errno;
