@@ -10,9 +10,37 @@ use serde_json::{json, Map, Value};
 /// Keys that occur in real arguments, so random objects often get past the
 /// first member and exercise deeper visitor code.
 const KEYS: &[&str] = &[
-    "driver", "node-name", "file", "filename", "backing", "type", "data", "id", "addr", "path", "host", "port",
-    "qom-type", "size", "cache", "direct", "read-only", "options", "actions", "backend", "format", "writable",
-    "null-co", "qcow2", "raw", "unix", "inet", "iothread", "secret", "nbd", "x",
+    "driver",
+    "node-name",
+    "file",
+    "filename",
+    "backing",
+    "type",
+    "data",
+    "id",
+    "addr",
+    "path",
+    "host",
+    "port",
+    "qom-type",
+    "size",
+    "cache",
+    "direct",
+    "read-only",
+    "options",
+    "actions",
+    "backend",
+    "format",
+    "writable",
+    "null-co",
+    "qcow2",
+    "raw",
+    "unix",
+    "inet",
+    "iothread",
+    "secret",
+    "nbd",
+    "x",
 ];
 
 fn value() -> impl Strategy<Value = Value> {
@@ -21,7 +49,9 @@ fn value() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         prop::sample::select(KEYS).prop_map(Value::from),
         "[a-z0-9 .,=-]{0,12}".prop_map(Value::from),
     ];

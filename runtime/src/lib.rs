@@ -6,12 +6,14 @@
 //! - [`objects`]: the QOM object registry (`object-add`, `qom-*`);
 //! - [`jobs`]: background jobs and the `job-*` commands;
 //! - [`block`]: the block layer (for now: `blockdev-create`);
+//! - [`export`]: block exports (the NBD protocol codec so far);
 //! - [`daemon`]: the shared state and the implementation of the generated
 //!   [`qapi::commands::Commands`] trait.
 
 pub mod block;
 pub mod chardev;
 pub mod daemon;
+pub mod export;
 pub mod jobs;
 pub mod objects;
 pub mod qmp;
