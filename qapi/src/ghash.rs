@@ -145,6 +145,20 @@ impl<'a> GHashTable<'a> {
         self.maybe_resize();
     }
 
+    /// Removes `key` if present without resizing the table, as removing
+    /// through an iterator (`g_hash_table_iter_remove`) does: the slot
+    /// becomes a tombstone even when the table is now mostly empty.
+    pub fn remove_no_resize(&mut self, key: &str) {
+        let hash = Self::key_hash(key);
+        let i = self.lookup_node(key, hash);
+        if self.hashes[i] < 2 {
+            return;
+        }
+        self.hashes[i] = TOMBSTONE;
+        self.keys[i] = None;
+        self.nnodes -= 1;
+    }
+
     fn maybe_resize(&mut self) {
         let (size, occ) = (self.size, self.noccupied);
         if (size > self.nnodes * 4 && size > 1 << MIN_SHIFT) || size <= occ + occ / 16 {
@@ -225,6 +239,29 @@ mod tests {
     fn str_hash() {
         assert_eq!(g_str_hash(""), 5381);
         assert_eq!(g_str_hash("a"), 5381 * 33 + 97);
+    }
+
+    #[test]
+    fn remove_no_resize_keeps_the_size() {
+        let keys: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+        let mut a = GHashTable::new();
+        let mut b = GHashTable::new();
+        for k in &keys {
+            a.insert(k);
+            b.insert(k);
+        }
+        for k in &keys[..35] {
+            a.remove(k);
+            b.remove_no_resize(k);
+        }
+        assert_eq!(a.len(), 5);
+        assert_eq!(b.len(), 5);
+        assert!(b.size > a.size);
+        let mut rest: Vec<&str> = b.iter().collect();
+        rest.sort();
+        let mut want: Vec<&str> = keys[35..].iter().map(String::as_str).collect();
+        want.sort();
+        assert_eq!(rest, want);
     }
 
     #[test]

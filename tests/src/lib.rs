@@ -246,6 +246,35 @@ impl Qmp {
         }
     }
 
+    /// Reads lines until one contains `marker` (returns true) or nothing
+    /// arrives for `wait` (returns false); returns everything read.
+    pub fn drain_until(&mut self, marker: &str, wait: Duration) -> (String, bool) {
+        self.stream.set_read_timeout(Some(wait)).expect("timeout");
+        let mut out = String::new();
+        let mut found = false;
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) => {
+                    out.push_str(&line);
+                    if line.contains(marker) {
+                        found = true;
+                        break;
+                    }
+                }
+                Err(_) => {
+                    out.push_str(&line);
+                    break;
+                }
+            }
+        }
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        (out, found)
+    }
+
     /// Reads whatever arrives within `wait`.
     pub fn drain(&mut self, wait: Duration) -> String {
         self.stream.set_read_timeout(Some(wait)).expect("timeout");

@@ -57,7 +57,7 @@
 //! * Errors are reported in this order: syntax errors of each pair from left to
 //!   right (the first one stops), then the help check, then list errors. List
 //!   errors are found depth-first in `QDict` iteration order (see
-//!   [`qdict::iteration_order`]), the first one found is reported.
+//!   [`crate::qdict::iteration_order`]), the first one found is reported.
 //!
 //! # Messages (situation → exact text)
 //!
@@ -86,7 +86,6 @@
 //! | bad enum value | `Parameter 'type' does not accept value 'bad'` (bare name) |
 //! | bad int/uint/size/bool/number | see [`scalar`] |
 
-pub mod qdict;
 pub mod scalar;
 
 use serde_json::{Map, Value};
@@ -408,7 +407,7 @@ fn listify(
     map: &mut Map<String, Value>,
     prefix: &mut String,
 ) -> Result<Option<Vec<Value>>, KeyvalError> {
-    let order: Vec<String> = qdict::iteration_order(map.keys().map(String::as_str))
+    let order: Vec<String> = crate::qdict::iteration_order(map.keys().map(String::as_str))
         .into_iter()
         .map(str::to_string)
         .collect();

@@ -12,7 +12,7 @@ use qapi::QmpError;
 
 use super::{Daemon, PACKAGE, QEMU_VERSION};
 use crate::qmp::CommandContext;
-use crate::{chardev, objects, qmp};
+use crate::{block, chardev, jobs, objects, qmp};
 
 fn ready<T: Send>(r: T) -> impl Future<Output = T> + Send {
     std::future::ready(r)
@@ -70,9 +70,11 @@ impl Commands for Daemon {
             .collect()))
     }
 
-    fn quit(&self, _cx: &CommandContext) -> impl Future<Output = Result<(), QmpError>> + Send {
+    async fn quit(&self, _cx: &CommandContext) -> Result<(), QmpError> {
+        // QEMU cancels the jobs on its way out, before the reply.
+        jobs::cancel_sync_all(self).await;
         self.request_quit();
-        ready(Ok(()))
+        Ok(())
     }
 
     // introspect.json
@@ -209,5 +211,138 @@ impl Commands for Daemon {
         args: ObjectDelArgs,
     ) -> impl Future<Output = Result<(), QmpError>> + Send {
         ready(objects::qmp::object_del(self, args))
+    }
+
+    // job.json
+
+    fn job_pause(
+        &self,
+        _cx: &CommandContext,
+        args: JobPauseArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        jobs::qmp::job_pause(self, args)
+    }
+
+    fn job_resume(
+        &self,
+        _cx: &CommandContext,
+        args: JobResumeArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        jobs::qmp::job_resume(self, args)
+    }
+
+    fn job_cancel(
+        &self,
+        _cx: &CommandContext,
+        args: JobCancelArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        jobs::qmp::job_cancel(self, args)
+    }
+
+    fn job_complete(
+        &self,
+        _cx: &CommandContext,
+        args: JobCompleteArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        jobs::qmp::job_complete(self, args)
+    }
+
+    fn job_dismiss(
+        &self,
+        _cx: &CommandContext,
+        args: JobDismissArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        jobs::qmp::job_dismiss(self, args)
+    }
+
+    fn job_finalize(
+        &self,
+        _cx: &CommandContext,
+        args: JobFinalizeArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        jobs::qmp::job_finalize(self, args)
+    }
+
+    fn query_jobs(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<Vec<JobInfo>, QmpError>> + Send {
+        ready(jobs::qmp::query_jobs(self))
+    }
+
+    // block-core.json: block jobs
+
+    fn block_job_set_speed(
+        &self,
+        _cx: &CommandContext,
+        args: BlockJobSetSpeedArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        jobs::qmp::block_job_set_speed(self, args)
+    }
+
+    fn block_job_cancel(
+        &self,
+        _cx: &CommandContext,
+        args: BlockJobCancelArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        jobs::qmp::block_job_cancel(self, args)
+    }
+
+    fn block_job_pause(
+        &self,
+        _cx: &CommandContext,
+        args: BlockJobPauseArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        jobs::qmp::block_job_pause(self, args)
+    }
+
+    fn block_job_resume(
+        &self,
+        _cx: &CommandContext,
+        args: BlockJobResumeArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        jobs::qmp::block_job_resume(self, args)
+    }
+
+    fn block_job_complete(
+        &self,
+        _cx: &CommandContext,
+        args: BlockJobCompleteArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        jobs::qmp::block_job_complete(self, args)
+    }
+
+    fn block_job_dismiss(
+        &self,
+        _cx: &CommandContext,
+        args: BlockJobDismissArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        jobs::qmp::block_job_dismiss(self, args)
+    }
+
+    fn block_job_finalize(
+        &self,
+        _cx: &CommandContext,
+        args: BlockJobFinalizeArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        jobs::qmp::block_job_finalize(self, args)
+    }
+
+    fn block_job_change(
+        &self,
+        _cx: &CommandContext,
+        args: BlockJobChangeOptions,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        jobs::qmp::block_job_change(self, args)
+    }
+
+    // block-core.json: image creation
+
+    fn blockdev_create(
+        &self,
+        _cx: &CommandContext,
+        args: BlockdevCreateArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        block::create::blockdev_create(self, args)
     }
 }

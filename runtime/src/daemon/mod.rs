@@ -8,11 +8,12 @@
 
 mod commands;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use qapi::events::Event;
 
 use crate::chardev;
+use crate::jobs;
 use crate::objects;
 use crate::qmp::EventBus;
 
@@ -31,9 +32,21 @@ pub struct Inner {
     pub events: EventBus,
     pub chardevs: chardev::Registry,
     pub objects: objects::Registry,
+    pub jobs: jobs::Registry,
     /// Serializes in-band commands (QEMU's big lock).
     pub command_lock: tokio::sync::Mutex<()>,
     quit: tokio::sync::watch::Sender<bool>,
+}
+
+/// A [`Daemon`] handle that does not keep it alive.
+#[derive(Clone, Default)]
+pub struct WeakDaemon(Weak<Inner>);
+
+impl WeakDaemon {
+    /// The daemon, if it still exists.
+    pub fn upgrade(&self) -> Option<Daemon> {
+        self.0.upgrade().map(Daemon)
+    }
 }
 
 impl std::ops::Deref for Daemon {
@@ -56,9 +69,16 @@ impl Daemon {
             events: EventBus::default(),
             chardevs: chardev::Registry::default(),
             objects: objects::Registry::new(),
+            jobs: jobs::Registry::default(),
             command_lock: tokio::sync::Mutex::new(()),
             quit,
         }))
+    }
+
+    /// A handle that does not keep the daemon alive (for wakers and
+    /// timers that may outlive it).
+    pub fn downgrade(&self) -> WeakDaemon {
+        WeakDaemon(Arc::downgrade(&self.0))
     }
 
     /// Sends `event` to every monitor that finished negotiation.

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::request::{error_reply, handle_request};
+use super::request::{error_reply, handle_request_locked};
 use super::CommandContext;
 use crate::chardev::CharConn;
 use crate::daemon::{Daemon, PACKAGE, QEMU_VERSION};
@@ -100,6 +100,8 @@ async fn serve(daemon: &Daemon, conn: CharConn, opts: MonitorOptions) {
             _ = daemon.wait_quit() => break,
         };
         for parsed in parser.feed(&buf[..n]) {
+            // Held until the reply is queued (see `handle_request_locked`).
+            let mut _big_lock = None;
             let reply = match parsed {
                 Err(e) => Some(error_reply(&qapi::QmpError::generic(e.to_string()), None)),
                 Ok(req) => {
@@ -108,7 +110,8 @@ async fn serve(daemon: &Daemon, conn: CharConn, opts: MonitorOptions) {
                         offered: offered.clone(),
                         accepted: Mutex::new(None),
                     };
-                    let reply = handle_request(daemon, req, &cx, oob_enabled).await;
+                    let (reply, guard) = handle_request_locked(daemon, req, &cx, oob_enabled).await;
+                    _big_lock = guard;
                     if let Some(caps) = cx.accepted.lock().ok().and_then(|mut a| a.take()) {
                         negotiating = false;
                         oob_enabled = caps.contains(&QMPCapability::Oob);

@@ -97,16 +97,27 @@ pub async fn handle_request(
     cx: &CommandContext,
     oob_enabled: bool,
 ) -> Option<Value> {
+    handle_request_locked(d, req, cx, oob_enabled).await.0
+}
+
+/// [`handle_request`], returning with the command lock still held when the
+/// command ran in-band: the caller queues the reply, then drops the guard,
+/// so work waiting for the lock (job completions and their events) comes
+/// after the reply, as in QEMU.
+pub async fn handle_request_locked<'a>(
+    d: &'a Daemon,
+    req: Value,
+    cx: &CommandContext,
+    oob_enabled: bool,
+) -> (Option<Value>, Option<tokio::sync::MutexGuard<'a, ()>>) {
     let Value::Object(dict) = req else {
-        return Some(error_reply(
-            &QmpError::generic("QMP input must be a JSON object"),
-            None,
-        ));
+        let e = QmpError::generic("QMP input must be a JSON object");
+        return (Some(error_reply(&e, None)), None);
     };
     let id = dict.get("id");
     let (name, oob) = match check_request(&dict, oob_enabled) {
         Ok(x) => x,
-        Err(e) => return Some(error_reply(&e, id)),
+        Err(e) => return (Some(error_reply(&e, id)), None),
     };
     let flags = match command_flags(name) {
         Some(f) if !cx.negotiating || name == "qmp_capabilities" => f,
@@ -116,22 +127,21 @@ pub async fn handle_request(
             } else {
                 format!("The command {name} has not been found")
             };
-            return Some(error_reply(
-                &QmpError::new(ErrorClass::CommandNotFound, desc),
-                id,
-            ));
+            let e = QmpError::new(ErrorClass::CommandNotFound, desc);
+            return (Some(error_reply(&e, id)), None);
         }
     };
     if oob && !flags.allow_oob {
         let e = QmpError::generic(format!("The command {name} does not support OOB"));
-        return Some(error_reply(&e, id));
+        return (Some(error_reply(&e, id)), None);
     }
     let empty = Value::Object(Map::new());
     let args = dict.get("arguments").unwrap_or(&empty);
+    let mut big_lock = None;
     let result = if oob {
         dispatch(d, cx, name, args).await
     } else {
-        let _big_lock = d.command_lock.lock().await;
+        big_lock = Some(d.command_lock.lock().await);
         dispatch(d, cx, name, args).await
     };
     let result = result.unwrap_or_else(|| {
@@ -140,11 +150,12 @@ pub async fn handle_request(
             format!("The command {name} has not been found"),
         ))
     });
-    match result {
+    let reply = match result {
         Ok(_) if !flags.success_response => None,
         Ok(ret) => Some(success_reply(ret, id)),
         Err(e) => Some(error_reply(&e, id)),
-    }
+    };
+    (reply, big_lock)
 }
 
 #[cfg(test)]
