@@ -16,7 +16,7 @@
 //! | `--export` | `type` | `BlockExportOptions` | `block-export-add` |
 //! | `--monitor` | `chardev` | `MonitorOptions` | QMP monitor (below) |
 //! | `--nbd-server` | none | `NbdServerOptions` | `nbd-server-start` |
-//! | `--object` | `qom-type` | `ObjectOptions` | `object-add` |
+//! | `--object` | `qom-type` | `ObjectOptions` | object registry (`create_from_cli`) |
 //! | `--chardev` | `backend` | QemuOpts | [`crate::chardev_cli`] |
 //! | `-T`, `--trace` | `enable` | QemuOpts | [`crate::trace`] |
 //!
@@ -52,6 +52,7 @@ use qapi::types::{
 };
 use qapi::visit::{from_value, Mode, Visit};
 use qsd_runtime::chardev::CharConn;
+use qsd_runtime::objects;
 use qsd_runtime::qmp::{spawn_monitor, CommandContext, MonitorOptions as MonitorSettings};
 use qsd_runtime::Daemon;
 use serde_json::Value;
@@ -59,7 +60,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::options::{Item, Opt};
-use crate::report::{Location, Reporter};
+use crate::report::{write_stdout, Location, Reporter};
 
 /// Why applying an option stops start-up.
 #[derive(Debug)]
@@ -171,7 +172,7 @@ impl Startup {
                 let o = legacy_nbd_options(o)?;
                 d.nbd_server_start(&cx, o).await.map_err(|e| error(e.desc))
             }
-            Opt::Object => self.object(&arg, &cx).await,
+            Opt::Object => self.object(&arg).await,
             Opt::Monitor => {
                 let o: MonitorOptions = parse_value(&arg, QsdOption::Monitor)?;
                 self.monitor(o)
@@ -182,24 +183,26 @@ impl Startup {
         }
     }
 
-    /// `--object`: keyval syntax errors first; `help` (`--object help`,
-    /// `--object TYPE,help`) would print the object help and exit with 0.
-    async fn object(&mut self, arg: &str, cx: &CommandContext) -> Result<(), Stop> {
-        let o: ObjectOptions = if arg.starts_with('{') {
-            parse_value(arg, QsdOption::Object)?
-        } else {
-            let parsed = QsdOption::Object
+    /// `--object`: keyval syntax errors first, then `help` (`--object help`,
+    /// `--object TYPE,help`: the object help on stdout, exit status 0), then
+    /// the type check and creation by the object registry. Errors may carry
+    /// a hint line (`Identifiers consist of …`).
+    async fn object(&mut self, arg: &str) -> Result<(), Stop> {
+        if !arg.starts_with('{') {
+            // Every keyval error, list errors included, comes before help.
+            QsdOption::Object
                 .parse(arg)
                 .map_err(|e| error(e.to_string()))?;
-            if parsed.help {
-                return Err(error("Help on object types is not implemented yet"));
-            }
-            from_value(&Value::Object(parsed.value), Mode::Keyval).map_err(|e| error(e.0))?
-        };
-        self.daemon
-            .object_add(cx, o)
-            .await
-            .map_err(|e| error(e.desc))
+        }
+        if let Some(text) = objects::cli_object_help(arg) {
+            write_stdout(&text);
+            return Err(Stop::Exit(0));
+        }
+        let o: ObjectOptions = parse_value(arg, QsdOption::Object)?;
+        objects::create_from_cli(&self.daemon, o).map_err(|e| Stop::Error {
+            hint: objects::cli_error_hint(&e).map(|h| format!("{h}\n")),
+            msg: e.desc,
+        })
     }
 
     fn monitor(&mut self, o: MonitorOptions) -> Result<(), Stop> {

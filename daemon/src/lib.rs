@@ -20,8 +20,8 @@
 //! 6. The pid file is written and locked ([`pidfile`]); a daemon finishes
 //!    detaching (directory `/`, stdio to `/dev/null`, parent released).
 //! 7. Monitors start serving. The daemon runs until `quit` or a signal, then
-//!    closes the monitors, removes its UNIX socket files and the pid file,
-//!    and exits with 0.
+//!    cancels the jobs, closes the monitors, removes its UNIX socket files,
+//!    stops the user-created objects, removes the pid file, and exits with 0.
 //!
 //! Messages use the base name of `argv[0]` as program name, like QSD.
 
@@ -178,6 +178,9 @@ async fn serve(
         sig = signals.recv() => debug!("{sig} received"),
     }
     daemon.request_quit();
+    // QSD's order: jobs are cancelled (and waited for), then monitors,
+    // chardevs and user-created objects are cleaned up.
+    qsd_runtime::jobs::shutdown(&daemon).await;
     // Let every monitor finish writing (the reply to `quit` included).
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         for m in monitors {
@@ -186,6 +189,7 @@ async fn serve(
     })
     .await;
     st.remove_sockets();
+    daemon.objects.shutdown();
     if let Some(p) = pid {
         p.remove();
     }

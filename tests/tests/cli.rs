@@ -268,9 +268,39 @@ fn object_values_match() {
         &["--object", "secret"],
         &["--object", "help,secret"],
         &["--object", "help,a..b=1"],
+        &["--object", "help,a.1=x"],
         &["--object", "secret,id=x,data=y,a.1=2,help"],
         &["--object", r#"{"qom-type":"secret"}"#],
         &["--object", r#"{"qom-type":"secret","id":"x","help":1}"#],
+        &["--object", "secret,id=1x,data=x"],
+        &[
+            "--object",
+            "secret,id=s,data=x",
+            "--object",
+            "secret,id=s,data=y",
+        ],
+        &["--object", "secret,id=s,data=x", "--object", ","],
+        &[
+            "--object",
+            r#"{"qom-type":"secret","id":"s","data":"x"}"#,
+            "--object",
+            ",",
+        ],
+        &["--object", "iothread,id=i", "--object", ","],
+    ]));
+}
+
+#[test]
+fn object_help_matches() {
+    assert_same(&cases(&[
+        &["--object", "help"],
+        &["--object", "?"],
+        &["--object", "secret,help"],
+        &["--object", "qom-type=secret,help,id=1"],
+        &["--object", "foo,help"],
+        &["--object", "iothread,id=i,help"],
+        &["--blockdev", "x", "--object", "help"],
+        &["--object", "help", "--blockdev", "x"],
     ]));
 }
 
