@@ -46,6 +46,7 @@ use std::sync::Mutex;
 
 use qapi::commands::Commands;
 use qapi::keyval::QsdOption;
+use qapi::qemuopts::{self, FlagWarning, OptDesc, QemuOpts, QemuOptsErrorKind};
 use qapi::types::{
     BlockExportOptions, BlockdevOptions, MonitorMode, MonitorOptions, NbdServerOptions,
     NbdServerOptionsLegacy, ObjectOptions, SocketAddressLegacy,
@@ -60,7 +61,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::options::{Item, Opt};
-use crate::report::{write_stdout, Location, Reporter};
+use crate::report::{write_stderr, write_stdout, Location, Reporter};
 
 /// Why applying an option stops start-up.
 #[derive(Debug)]
@@ -100,6 +101,44 @@ fn parse_value<T: Visit>(arg: &str, kind: QsdOption) -> Result<T, Stop> {
         (Value::Object(parsed.value), Mode::Keyval)
     };
     from_value::<T>(&tree, mode).map_err(|e| error(e.0))
+}
+
+/// Parses a QemuOpts option value (`--chardev`, `-T`) as QSD does on the
+/// command line: short-form boolean warnings are printed as
+/// `PROG: WORDS: warning: …` plus their hint line, even before an error;
+/// `help` as a pair prints the option list (`LIST options:` …) on stdout and
+/// stops with status 1.
+pub fn parse_qemuopts(
+    arg: &str,
+    implied_key: &str,
+    desc: &[OptDesc],
+    list_name: &str,
+    rep: &Reporter,
+    loc: &Location,
+) -> Result<QemuOpts, Stop> {
+    let warn = |warnings: &[FlagWarning]| {
+        for w in warnings {
+            rep.warning(loc, &w.message());
+            write_stderr(w.hint().as_bytes());
+        }
+    };
+    match qemuopts::parse(arg, Some(implied_key), desc) {
+        Ok(opts) => {
+            warn(&opts.warnings);
+            Ok(opts)
+        }
+        Err(e) => {
+            warn(&e.warnings);
+            if e.kind == QemuOptsErrorKind::HelpWanted {
+                write_stdout(&qemuopts::help_text(list_name, desc));
+                return Err(Stop::Exit(1));
+            }
+            Err(Stop::Error {
+                msg: e.kind.to_string(),
+                hint: e.kind.hint().map(str::to_string),
+            })
+        }
+    }
 }
 
 /// The context the QMP command implementations get when called for an

@@ -18,17 +18,15 @@ use std::os::unix::net::SocketAddr as UnixAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use qapi::qemuopts::{
-    self, ChardevStart, QemuOpts, QemuOptsErrorKind, CHARDEV_IMPLIED_KEY, CHARDEV_OPTS,
-};
+use qapi::qemuopts::{self, ChardevStart, QemuOpts, CHARDEV_IMPLIED_KEY, CHARDEV_OPTS};
 use qapi::types::ChardevBackend;
 use qapi::visit::{from_value, Mode};
 use qsd_runtime::chardev::{CharConn, Chardev, SocketServer};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::apply::{Startup, Stop};
-use crate::report::{strerror, write_stderr, write_stdout, Location};
+use crate::apply::{parse_qemuopts, Startup, Stop};
+use crate::report::{strerror, write_stdout, Location};
 
 /// The chardev backends of QSD 10.0.2, in the order `--chardev help` lists
 /// them.
@@ -46,27 +44,14 @@ fn error(msg: impl Into<String>) -> Stop {
 
 /// Applies one `--chardev` value.
 pub async fn add(st: &mut Startup, arg: &str, loc: &Location) -> Result<(), Stop> {
-    let opts = match qemuopts::parse(arg, Some(CHARDEV_IMPLIED_KEY), CHARDEV_OPTS) {
-        Ok(o) => o,
-        Err(e) => {
-            for w in &e.warnings {
-                st.rep.warning(loc, &w.message());
-                write_stderr(w.hint().as_bytes());
-            }
-            if e.kind == QemuOptsErrorKind::HelpWanted {
-                write_stdout(&qemuopts::help_text("chardev", CHARDEV_OPTS));
-                return Err(Stop::Exit(1));
-            }
-            return Err(Stop::Error {
-                msg: e.kind.to_string(),
-                hint: e.kind.hint().map(str::to_string),
-            });
-        }
-    };
-    for w in &opts.warnings {
-        st.rep.warning(loc, &w.message());
-        write_stderr(w.hint().as_bytes());
-    }
+    let opts = parse_qemuopts(
+        arg,
+        CHARDEV_IMPLIED_KEY,
+        CHARDEV_OPTS,
+        "chardev",
+        &st.rep,
+        loc,
+    )?;
     let (backend, id) = match qemuopts::chardev_start(&opts).map_err(error)? {
         ChardevStart::ListBackends => {
             let mut out = String::from("Available chardev backend types: \n");

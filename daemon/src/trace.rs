@@ -48,14 +48,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use qapi::qemuopts::{self, OptDesc, OptKind, QemuOptsErrorKind};
+use qapi::qemuopts::{OptDesc, OptKind};
 use tracing::field::{Field, Visit};
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
-use crate::apply::Stop;
+use crate::apply::{parse_qemuopts, Stop};
 use crate::report::{strerror, write_stdout, Location, Reporter};
 
 /// The options of `-T` (QEMU's `qemu_trace_opts`).
@@ -299,27 +299,7 @@ fn read_events_file(fname: &str, rep: &Reporter) -> Result<(), Stop> {
 
 /// Applies one `-T` option value.
 pub fn apply(arg: &str, rep: &Reporter, loc: &Location) -> Result<(), Stop> {
-    let opts = match qemuopts::parse(arg, Some("enable"), TRACE_OPTS) {
-        Ok(o) => o,
-        Err(e) => {
-            for w in &e.warnings {
-                rep.warning(loc, &w.message());
-                crate::report::write_stderr(w.hint().as_bytes());
-            }
-            if e.kind == QemuOptsErrorKind::HelpWanted {
-                write_stdout(&qemuopts::help_text("trace", TRACE_OPTS));
-                return Err(Stop::Exit(1));
-            }
-            return Err(Stop::Error {
-                msg: e.kind.to_string(),
-                hint: e.kind.hint().map(str::to_string),
-            });
-        }
-    };
-    for w in &opts.warnings {
-        rep.warning(loc, &w.message());
-        crate::report::write_stderr(w.hint().as_bytes());
-    }
+    let opts = parse_qemuopts(arg, "enable", TRACE_OPTS, "trace", rep, loc)?;
     if let Some(enable) = opts.get("enable") {
         enable_events(enable, rep, loc)?;
     }
