@@ -98,6 +98,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
     trace::init();
     // Fork before the runtime starts any thread.
     let detached = pre.daemonize.then(daemonize::detach);
+    // A daemonized process can't use stdio chardevs (QSD refuses them).
+    qsd_runtime::chardev::set_daemonized(pre.daemonize);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -189,6 +191,8 @@ async fn serve(
     })
     .await;
     st.remove_sockets();
+    // Removes socket files and restores a terminal taken by `stdio`.
+    daemon.chardevs.close_all();
     daemon.objects.shutdown();
     if let Some(p) = pid {
         p.remove();

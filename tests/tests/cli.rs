@@ -200,6 +200,21 @@ fn blockdev_values_match() {
 }
 
 #[test]
+fn malformed_json_values_match() {
+    assert_same(&cases(&[
+        &["--blockdev", "{"],
+        &["--blockdev", r#"{"driver":"null-co"} {"#],
+        &["--blockdev", r#"{"driver":"null-co"}x"#],
+        &["--blockdev", r#"{"driver":"null-co","node-name":"a",}"#],
+        &["--blockdev", "{'driver':'null-co','node-name':1}"],
+        &["--blockdev", r#"{"driver" "x"}"#],
+        &["--nbd-server", r#"{"addr":{"type":"unix","data":{}}}"#],
+        &["--object", r#"{"qom-type":"iothread","id":"x"]"#],
+        &["--export", r#"{"type":"nbd","id":"\ud800"}"#],
+    ]));
+}
+
+#[test]
 fn export_values_match() {
     assert_same(&cases(&[
         &["--export", r#"{"type":"nbd"}"#],
