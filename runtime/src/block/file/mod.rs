@@ -598,7 +598,12 @@ impl BlockDriver for FileDriver {
         self.size.load(Ordering::Relaxed)
     }
 
+    /// Only block devices are re-measured: QEMU keeps the size of a
+    /// regular file from open (or its own resize) on.
     fn refresh_size(&self) -> u64 {
+        if !self.device {
+            return self.size();
+        }
         let st = self.state();
         let fd = st.fd.as_fd();
         let size = match sys::fstat(fd) {
