@@ -56,7 +56,10 @@ fn resize_refused_while_qemu_nbd_serves_the_image() {
             json!({"driver": "file", "node-name": "f", "filename": img}),
         ));
         assert_eq!(r, json!({"return": {}}), "{which:?}");
-        let r = q.cmd(&cmd("block_resize", json!({"node-name": "f", "size": 4096})));
+        let r = q.cmd(&cmd(
+            "block_resize",
+            json!({"node-name": "f", "size": 4096}),
+        ));
         assert_eq!(
             r,
             json!({"error": {"class": "GenericError", "desc": "Failed to get \"resize\" lock"}}),
@@ -65,7 +68,10 @@ fn resize_refused_while_qemu_nbd_serves_the_image() {
         let _ = nbd.kill();
         let _ = nbd.wait();
         // Once qemu-nbd is gone, the resize works.
-        let r = q.cmd(&cmd("block_resize", json!({"node-name": "f", "size": 4096})));
+        let r = q.cmd(&cmd(
+            "block_resize",
+            json!({"node-name": "f", "size": 4096}),
+        ));
         assert_eq!(r, json!({"return": {}}), "{which:?}");
         assert_eq!(std::fs::metadata(&img).expect("image").len(), 4096);
     }
@@ -90,10 +96,19 @@ fn qemu_img_resize_refused_while_we_hold_the_image() {
             .args(["resize", "-f", "raw", &img, "2M"])
             .output()
             .expect("qemu-img");
-        assert!(!out.status.success(), "{which:?}: qemu-img resize succeeded");
+        assert!(
+            !out.status.success(),
+            "{which:?}: qemu-img resize succeeded"
+        );
         let err = String::from_utf8_lossy(&out.stderr).replace(&img, "IMG");
-        assert!(err.contains("Failed to get \"resize\" lock"), "{which:?}: {err}");
-        assert!(err.contains("Is another process using the image [IMG]?"), "{which:?}: {err}");
+        assert!(
+            err.contains("Failed to get \"resize\" lock"),
+            "{which:?}: {err}"
+        );
+        assert!(
+            err.contains("Is another process using the image [IMG]?"),
+            "{which:?}: {err}"
+        );
         outputs.push(err);
         // After blockdev-del the lock is gone.
         let r = q.cmd(&cmd("blockdev-del", json!({"node-name": "r"})));
