@@ -7,13 +7,15 @@
 //!
 //! # Modules
 //!
-//! - [`node`]: [`BlockNode`], the data path every user goes through;
-//! - [`graph`]: [`BlockGraph`], the registry in `Daemon::block`:
-//!   names, users, permissions (QEMU's model), op blockers, deletion;
-//! - [`open`]: `blockdev-add`, the driver factory [`open::DRIVERS`];
-//! - [`reopen`]: `blockdev-reopen`;
-//! - [`info`], [`qmp`]: what the queries show, and the QMP commands;
-//! - drivers: [`mod@file`] (`file`, `host_device`), [`raw`], [`null`].
+//! - [`node`] holds [`BlockNode`], the data path every user goes through;
+//! - [`graph`] holds [`BlockGraph`], the registry in `Daemon::block`
+//!   (names, users, permissions in QEMU's model, op blockers, deletion);
+//! - [`open`] implements `blockdev-add` and the driver factory
+//!   [`open::DRIVERS`];
+//! - [`reopen`] implements `blockdev-reopen`;
+//! - [`info`] and [`qmp`] hold what the queries show and the QMP commands;
+//! - the drivers are [`mod@file`] (`file`, `host_device`), [`raw`] and
+//!   [`null`].
 //!
 //! # Using nodes (exports, jobs)
 //!
