@@ -186,6 +186,7 @@ pub(crate) fn open(
                 addr::connected_filename(c.as_raw_fd(), cfg.proto, true),
             );
         }
+        driver.socket_addr = Some(cfg.addr.to_socket_address());
         let filename = filename.clone();
         driver.spawn(serve(cfg, listeners, first, sessions, filename));
     } else {
@@ -201,6 +202,7 @@ pub(crate) fn open(
             );
             Some(c)
         };
+        driver.socket_addr = Some(cfg.addr.to_socket_address());
         let filename = filename.clone();
         driver.spawn(connect_loop(cfg, first, sessions, filename));
     }
