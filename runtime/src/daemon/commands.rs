@@ -12,7 +12,7 @@ use qapi::QmpError;
 
 use super::{Daemon, PACKAGE, QEMU_VERSION};
 use crate::qmp::CommandContext;
-use crate::{block, chardev, jobs, objects, qmp};
+use crate::{block, chardev, export, jobs, objects, qmp};
 
 fn ready<T: Send>(r: T) -> impl Future<Output = T> + Send {
     std::future::ready(r)
@@ -71,7 +71,9 @@ impl Commands for Daemon {
     }
 
     async fn quit(&self, _cx: &CommandContext) -> Result<(), QmpError> {
-        // QEMU cancels the jobs on its way out, before the reply.
+        // QEMU closes the exports and cancels the jobs on its way out,
+        // before the reply (so their events come first).
+        export::close_all(self).await;
         jobs::cancel_sync_all(self).await;
         self.request_quit();
         Ok(())
@@ -334,6 +336,31 @@ impl Commands for Daemon {
         args: BlockJobChangeOptions,
     ) -> impl Future<Output = Result<(), QmpError>> + Send {
         jobs::qmp::block_job_change(self, args)
+    }
+
+    // block-export.json
+
+    async fn block_export_add(
+        &self,
+        _cx: &CommandContext,
+        args: BlockExportOptions,
+    ) -> Result<(), QmpError> {
+        export::add(self, args).await
+    }
+
+    fn block_export_del(
+        &self,
+        _cx: &CommandContext,
+        args: BlockExportDelArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(export::del(self, args))
+    }
+
+    fn query_block_exports(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<Vec<BlockExportInfo>, QmpError>> + Send {
+        ready(Ok(export::query(self)))
     }
 
     // block-core.json: image creation

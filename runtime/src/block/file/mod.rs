@@ -450,7 +450,8 @@ impl FileDriver {
                 Err(_) => {}
             }
             if !flags.may_unmap {
-                // PUNCH_HOLE also reads back zeroes on files.
+                // QEMU's fallback without ZERO_RANGE (tmpfs): punch the
+                // range, then allocate it again.
                 let r = self
                     .fallocate(
                         libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
@@ -458,8 +459,18 @@ impl FileDriver {
                         len,
                     )
                     .await;
-                if r.is_ok() && offset + len <= self.size.load(Ordering::Relaxed) {
-                    return Ok(());
+                if r.is_ok() {
+                    match self.fallocate(0, offset, len).await {
+                        Ok(()) => {
+                            self.note_end(offset + len);
+                            return Ok(());
+                        }
+                        Err(e) if e.raw_os_error() != Some(libc::EOPNOTSUPP) => return Err(e),
+                        Err(_) if offset + len <= self.size.load(Ordering::Relaxed) => {
+                            return Ok(())
+                        }
+                        Err(_) => {}
+                    }
                 }
             }
         }
