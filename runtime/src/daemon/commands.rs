@@ -348,12 +348,12 @@ impl Commands for Daemon {
         export::add(self, args).await
     }
 
-    fn block_export_del(
+    async fn block_export_del(
         &self,
         _cx: &CommandContext,
         args: BlockExportDelArgs,
-    ) -> impl Future<Output = Result<(), QmpError>> + Send {
-        ready(export::del(self, args))
+    ) -> Result<(), QmpError> {
+        export::del(self, args).await
     }
 
     fn query_block_exports(

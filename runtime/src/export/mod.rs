@@ -55,6 +55,21 @@ pub trait ExportDriver: Send + Sync + 'static {
     /// resources (unmount, close sockets). The registry drops the driver
     /// right after, which must release the node's [`Attachment`].
     fn delete(&self);
+
+    /// Whether `block-export-del` in `safe` mode must refuse because of
+    /// the `extra` references the export holds besides the user's (QEMU:
+    /// any, e.g. connected NBD clients).
+    fn in_use(&self, extra: usize) -> bool {
+        extra > 0
+    }
+
+    /// Whether `block-export-del` waits until the export is gone before
+    /// it replies. QEMU's FUSE export serves requests in the monitor's
+    /// thread, so a removal there only runs once the requests in flight
+    /// are done, and the deletion event precedes the reply.
+    fn removal_waits(&self) -> bool {
+        false
+    }
 }
 
 /// What the registry hands an export type's constructor.
@@ -318,7 +333,7 @@ fn request_shutdown(core: &Arc<Core>) {
 }
 
 /// `block-export-del`.
-pub fn del(d: &Daemon, args: BlockExportDelArgs) -> Result<(), QmpError> {
+pub async fn del(d: &Daemon, args: BlockExportDelArgs) -> Result<(), QmpError> {
     let core = d
         .exports
         .lock()
@@ -338,14 +353,35 @@ pub fn del(d: &Daemon, args: BlockExportDelArgs) -> Result<(), QmpError> {
         )));
     }
     let mode = args.mode.unwrap_or(BlockExportRemoveMode::Safe);
-    if mode == BlockExportRemoveMode::Safe && core.refs.load(Ordering::Acquire) > 1 {
+    let extra = core.refs.load(Ordering::Acquire).saturating_sub(1);
+    let (in_use, waits) = match core.driver().as_ref() {
+        Some(drv) => (drv.in_use(extra), drv.removal_waits()),
+        None => (extra > 0, false),
+    };
+    if mode == BlockExportRemoveMode::Safe && in_use {
         return Err(QmpError::generic(format!(
             "export '{}' still in use",
             args.id
         )));
     }
     request_shutdown(&core);
+    if waits {
+        wait_gone(d, &core).await;
+    }
     Ok(())
+}
+
+/// Waits until `core` left the registry.
+async fn wait_gone(d: &Daemon, core: &Arc<Core>) {
+    loop {
+        let waiter = d.exports.changed.notified();
+        if !d.exports.lock().iter().any(|e| Arc::ptr_eq(&e.core, core)) {
+            return;
+        }
+        // Deletions notify; the timeout only guards against a missed
+        // wake-up.
+        let _ = tokio::time::timeout(Duration::from_millis(100), waiter).await;
+    }
 }
 
 /// `query-block-exports`.

@@ -170,6 +170,15 @@ impl ExportDriver for FuseExport {
         self.unmount();
         self.shared.release_node();
     }
+
+    /// Requests in flight are not users a removal would cut off.
+    fn in_use(&self, _extra: usize) -> bool {
+        false
+    }
+
+    fn removal_waits(&self) -> bool {
+        true
+    }
 }
 
 impl Drop for FuseExport {
