@@ -17,12 +17,32 @@
 
 pub mod buf;
 pub mod create;
+pub mod file;
+pub mod graph;
+pub mod info;
+pub mod node;
+pub mod null;
+pub mod open;
+pub mod perm;
+pub mod qmp;
+pub mod raw;
+pub mod reopen;
+
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 
+use qapi::types::{BlockStatsSpecific, ImageInfoSpecific};
+use qapi::QmpError;
+
 pub use buf::IoBuf;
+pub use graph::{Attachment, BlockGraph, OpBlocker, ParentKind};
+pub use node::{BlockNode, NodeEvent};
+pub use open::blockdev_add;
+pub use perm::Perm;
 
 /// The future type returned by driver operations.
 pub type IoFuture<'a, T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send + 'a>>;
@@ -46,6 +66,25 @@ pub struct ZeroFlags {
     pub no_fallback: bool,
 }
 
+/// An I/O error whose text is meant for the user as it is (a driver's
+/// refusal rather than a failed system call), e.g. raw's "Cannot resize
+/// fixed-size raw disks".
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UserError(pub String);
+
+/// An `io::Error` carrying a [`UserError`] text.
+pub fn user_error(msg: impl Into<String>) -> io::Error {
+    io::Error::other(UserError(msg.into()))
+}
+
+/// The user-facing text of `e` if it was made by [`user_error`].
+pub fn user_error_text(e: &io::Error) -> Option<String> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<UserError>())
+        .map(|u| u.0.clone())
+}
+
 /// What block status reports about a range.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Extent {
@@ -63,11 +102,136 @@ pub struct Extent {
     pub depth: u32,
 }
 
+/// The role a child plays for its parent (QEMU's `BdrvChildRole`), which
+/// decides the default permissions the parent takes on it and how queries
+/// walk the graph.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChildRole {
+    /// The child holds the guest-visible data.
+    pub data: bool,
+    /// The child holds metadata of the parent's format.
+    pub metadata: bool,
+    /// The parent is a filter over this child (same content).
+    pub filtered: bool,
+    /// The child is a backing file (copy-on-write source).
+    pub cow: bool,
+    /// The child is the parent's primary child (`file` of a format).
+    pub primary: bool,
+}
+
+impl ChildRole {
+    /// A filtered primary child (raw without offset or size).
+    pub const FILTERED_PRIMARY: ChildRole = ChildRole {
+        data: false,
+        metadata: false,
+        filtered: true,
+        cow: false,
+        primary: true,
+    };
+    /// A primary data child (raw with offset or size).
+    pub const DATA_PRIMARY: ChildRole = ChildRole {
+        data: true,
+        metadata: false,
+        filtered: false,
+        cow: false,
+        primary: true,
+    };
+    /// The `file` child of a format with metadata and data in one image
+    /// (qcow2).
+    pub const IMAGE_PRIMARY: ChildRole = ChildRole {
+        data: true,
+        metadata: true,
+        filtered: false,
+        cow: false,
+        primary: true,
+    };
+}
+
+/// What a node's driver needs to know to compute the permissions it takes
+/// on a child: the cumulative permissions its own parents hold on it, and
+/// its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildPermCx {
+    /// Union of the permissions of the node's parents.
+    pub perm: Perm,
+    /// Intersection of what the node's parents share.
+    pub shared: Perm,
+    /// The node is (or will be, after the reopen in progress) writable.
+    pub writable: bool,
+    /// The node is inactive.
+    pub inactive: bool,
+}
+
+/// QEMU's default permissions on a child of role `role`
+/// (`bdrv_default_perms`): filters pass their parents' permissions
+/// through; storage children additionally take what the format needs.
+pub fn default_child_perm(role: ChildRole, cx: ChildPermCx) -> (Perm, Perm) {
+    let mut perm = cx.perm;
+    let mut shared = cx.shared;
+    if role.filtered || !(role.data || role.metadata) {
+        return (perm, shared);
+    }
+    if role.metadata {
+        if cx.writable {
+            perm |= Perm::WRITE | Perm::RESIZE;
+        }
+        perm |= Perm::CONSISTENT_READ;
+        shared &= !(Perm::WRITE | Perm::RESIZE);
+    }
+    if role.data {
+        shared &= !Perm::RESIZE;
+        if perm.contains(Perm::WRITE_UNCHANGED) {
+            perm |= Perm::WRITE;
+        }
+        if perm.contains(Perm::WRITE) {
+            perm |= Perm::RESIZE;
+        }
+    }
+    if cx.inactive {
+        shared |= Perm::WRITE | Perm::RESIZE;
+    }
+    (perm, shared)
+}
+
+/// How `actual-size` of a node is found (QEMU's
+/// `bdrv_get_allocated_file_size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocatedSize {
+    /// The driver knows.
+    Known(u64),
+    /// The driver cannot tell: `actual-size` is left out.
+    Unknown,
+    /// The sum over the node's children (format drivers).
+    SumOfChildren,
+}
+
+/// Node options that `blockdev-reopen` may change, as the driver sees
+/// them.
+#[derive(Debug, Clone)]
+pub struct ReopenRequest {
+    /// The node's complete new options.
+    pub options: qapi::types::BlockdevOptions,
+    /// Whether the node will be read-only.
+    pub read_only: bool,
+    /// Whether the node will use O_DIRECT.
+    pub direct: bool,
+}
+
+/// What a driver prepared for a reopen, handed back to
+/// [`BlockDriver::reopen_commit`]; dropping it aborts the reopen.
+pub type ReopenState = Box<dyn std::any::Any + Send>;
+
 /// A block driver instance.
 ///
 /// All offsets and lengths are in bytes; the node checks bounds and
 /// permissions before calling, so drivers see only requests inside
-/// [`BlockDriver::size`] (except `truncate`).
+/// [`BlockDriver::size`] rounded up to 512 bytes (except `truncate`).
+/// A driver whose image ends before that rounded size reads zeroes there.
+///
+/// Besides I/O, a driver answers the questions of the graph (which
+/// permissions it takes on its children, whether it can take those its
+/// parents want) and of the queries (`query-named-block-nodes`). Every
+/// such method has a default matching a plain protocol driver.
 pub trait BlockDriver: Send + Sync + 'static {
     /// The driver name, as in QAPI's `BlockdevDriver` (`file`, `raw`, ...).
     fn driver_name(&self) -> &'static str;
@@ -94,7 +258,9 @@ pub trait BlockDriver: Send + Sync + 'static {
     /// Status of the range starting at `offset`, at most `len` bytes long.
     fn block_status(&self, offset: u64, len: u64) -> IoFuture<'_, Extent>;
 
-    /// Changes the size (`block_resize`).
+    /// Changes the size (`block_resize`). An error made with
+    /// [`user_error`] carries the text QMP reports; any other error is
+    /// reported by the caller with its errno.
     fn truncate(&self, size: u64) -> IoFuture<'_, ()>;
 
     /// Preferred alignment of I/O buffers (for O_DIRECT), a power of two.
@@ -106,4 +272,92 @@ pub trait BlockDriver: Send + Sync + 'static {
     fn request_alignment(&self) -> u64 {
         1
     }
+
+    /// Re-reads the size from the image (queries do this, so a file grown
+    /// behind our back shows its new size).
+    fn refresh_size(&self) -> u64 {
+        self.size()
+    }
+
+    // Graph and permissions.
+
+    /// The protocol name of a protocol driver (`file`, `null-co`); `None`
+    /// for format and filter drivers.
+    fn protocol_name(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The permissions this node takes on its child `child`, and what it
+    /// shares, given its own parents' (`bdrv_child_perm`).
+    fn child_perm(&self, _child: &str, role: ChildRole, cx: ChildPermCx) -> (Perm, Perm) {
+        default_child_perm(role, cx)
+    }
+
+    /// Checks that the node can be used with cumulative permissions `perm`
+    /// by its parents while sharing `shared` (a file takes its locks here).
+    /// On success either [`BlockDriver::set_perm`] or
+    /// [`BlockDriver::abort_perm`] follows.
+    fn check_perm(&self, _perm: Perm, _shared: Perm) -> Result<(), QmpError> {
+        Ok(())
+    }
+
+    /// Commits the permissions last checked.
+    fn set_perm(&self, _perm: Perm, _shared: Perm) {}
+
+    /// Returns to the permissions held before the last check.
+    fn abort_perm(&self) {}
+
+    // Queries.
+
+    /// Whether the driver answers QEMU's `bdrv_get_info` (which makes
+    /// `dirty-flag` appear in the image info).
+    fn has_info(&self) -> bool {
+        false
+    }
+
+    /// `actual-size` of the image.
+    fn allocated_size(&self) -> AllocatedSize {
+        AllocatedSize::Unknown
+    }
+
+    /// `format-specific` of the image info.
+    fn format_specific(&self) -> Option<ImageInfoSpecific> {
+        None
+    }
+
+    /// `driver-specific` of `query-blockstats`.
+    fn specific_stats(&self) -> Option<BlockStatsSpecific> {
+        None
+    }
+
+    /// Options that change what the node shows, so that they appear in a
+    /// `json:{...}` file name (QEMU's `strong_runtime_opts`).
+    fn strong_runtime_opts(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The node's own exact file name, computed from its gathered options
+    /// (QEMU's `bdrv_refresh_filename` of the driver); `None` to use the
+    /// generic rules.
+    fn refresh_filename(
+        &self,
+        _full_open_options: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Option<String>> {
+        None
+    }
+
+    // State changes.
+
+    /// Prepares a `blockdev-reopen` of the node with new options; the
+    /// generic options and the unchangeable driver options were checked
+    /// already. `None`: nothing to do.
+    fn reopen_prepare(&self, _req: &ReopenRequest) -> Result<Option<ReopenState>, QmpError> {
+        Ok(None)
+    }
+
+    /// Applies what [`BlockDriver::reopen_prepare`] prepared.
+    fn reopen_commit(&self, _state: ReopenState) {}
+
+    /// Makes `node` the driver's child `name` (a reopen replaced it).
+    fn replace_child(&self, _name: &str, _node: std::sync::Arc<BlockNode>) {}
 }

@@ -345,4 +345,85 @@ impl Commands for Daemon {
     ) -> impl Future<Output = Result<(), QmpError>> + Send {
         block::create::blockdev_create(self, args)
     }
+
+    // block-core.json
+
+    fn blockdev_add(
+        &self,
+        _cx: &CommandContext,
+        args: BlockdevOptions,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(block::qmp::blockdev_add(self, args))
+    }
+
+    fn blockdev_del(
+        &self,
+        _cx: &CommandContext,
+        args: BlockdevDelArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(block::qmp::blockdev_del(self, args))
+    }
+
+    fn blockdev_reopen(
+        &self,
+        _cx: &CommandContext,
+        args: BlockdevReopenArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(block::qmp::blockdev_reopen(self, args))
+    }
+
+    fn blockdev_set_active(
+        &self,
+        _cx: &CommandContext,
+        args: BlockdevSetActiveArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(block::qmp::blockdev_set_active(self, args))
+    }
+
+    fn query_named_block_nodes(
+        &self,
+        _cx: &CommandContext,
+        args: QueryNamedBlockNodesArgs,
+    ) -> impl Future<Output = Result<Vec<BlockDeviceInfo>, QmpError>> + Send {
+        ready(block::qmp::query_named_block_nodes(self, args))
+    }
+
+    fn query_block(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<Vec<BlockInfo>, QmpError>> + Send {
+        ready(block::qmp::query_block(self))
+    }
+
+    fn query_blockstats(
+        &self,
+        _cx: &CommandContext,
+        args: QueryBlockstatsArgs,
+    ) -> impl Future<Output = Result<Vec<BlockStats>, QmpError>> + Send {
+        ready(block::qmp::query_blockstats(self, args))
+    }
+
+    fn x_debug_query_block_graph(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<XDbgBlockGraph, QmpError>> + Send {
+        ready(block::qmp::x_debug_query_block_graph(self))
+    }
+
+    fn block_resize(
+        &self,
+        _cx: &CommandContext,
+        args: BlockResizeArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        let d = self.clone();
+        async move { block::qmp::block_resize(&d, args).await }
+    }
+
+    fn block_set_write_threshold(
+        &self,
+        _cx: &CommandContext,
+        args: BlockSetWriteThresholdArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(block::qmp::block_set_write_threshold(self, args))
+    }
 }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Weak};
 
 use qapi::events::Event;
 
+use crate::block;
 use crate::chardev;
 use crate::jobs;
 use crate::objects;
@@ -33,6 +34,8 @@ pub struct Inner {
     pub chardevs: chardev::Registry,
     pub objects: objects::Registry,
     pub jobs: jobs::Registry,
+    /// The block graph (nodes, their users, permissions).
+    pub block: block::BlockGraph,
     /// Serializes in-band commands (QEMU's big lock).
     pub command_lock: tokio::sync::Mutex<()>,
     quit: tokio::sync::watch::Sender<bool>,
@@ -65,13 +68,23 @@ impl Default for Daemon {
 impl Daemon {
     pub fn new() -> Daemon {
         let (quit, _) = tokio::sync::watch::channel(false);
-        Daemon(Arc::new(Inner {
-            events: EventBus::default(),
-            chardevs: chardev::Registry::default(),
-            objects: objects::Registry::new(),
-            jobs: jobs::Registry::default(),
-            command_lock: tokio::sync::Mutex::new(()),
-            quit,
+        Daemon(Arc::new_cyclic(|me: &std::sync::Weak<Inner>| {
+            let me = me.clone();
+            // Nodes send events (BLOCK_WRITE_THRESHOLD) through the bus.
+            let sink: block::node::EventSink = Arc::new(move |ev| {
+                if let Some(inner) = me.upgrade() {
+                    inner.events.emit(ev);
+                }
+            });
+            Inner {
+                events: EventBus::default(),
+                chardevs: chardev::Registry::default(),
+                objects: objects::Registry::new(),
+                jobs: jobs::Registry::default(),
+                block: block::BlockGraph::new(sink),
+                command_lock: tokio::sync::Mutex::new(()),
+                quit,
+            }
         }))
     }
 
