@@ -23,7 +23,7 @@ mod registry;
 mod report;
 pub mod ringbuf;
 mod session;
-mod socket;
+pub(crate) mod socket;
 mod udp;
 
 use std::sync::{Arc, Mutex};

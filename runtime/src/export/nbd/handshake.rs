@@ -1,0 +1,131 @@
+//! The handshake of one connection: the I/O around the codec's
+//! [`Negotiation`] state machine, which makes every decision.
+//!
+//! Option data is read as the codec plans it (a bounded prefix kept, the
+//! rest skipped), so a hostile length costs no memory. Bytes the codec
+//! leaves unread after a meta-context option are fed back in front of the
+//! input, as QEMU parses them as the start of the next option.
+
+use std::io;
+use std::sync::Arc;
+
+use super::proto::{
+    decode_option_header, ExportDesc, Negotiation, Step, Transmission, OPTION_HEADER_LEN,
+};
+use super::stream::Stream;
+use super::NbdExport;
+
+/// The exports a client may choose from, at the time of each option.
+pub(crate) trait ExportSource: Send + Sync {
+    /// The NBD exports that accept clients, oldest first.
+    fn exports(&self) -> Vec<Arc<NbdExport>>;
+}
+
+/// How the handshake ended, when the connection goes on.
+pub(crate) struct Chosen {
+    pub t: Transmission,
+    pub export: Arc<NbdExport>,
+    /// Bytes read past the last option (fed back by the codec).
+    pub leftover: Vec<u8>,
+}
+
+/// Reads from the stream after first returning bytes pushed back.
+struct Input<'a> {
+    stream: &'a Stream,
+    back: Vec<u8>,
+}
+
+impl Input<'_> {
+    async fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        let n = self.back.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.back[..n]);
+        self.back.drain(..n);
+        if n < buf.len() {
+            self.stream.read_exact(&mut buf[n..]).await?;
+        }
+        Ok(())
+    }
+
+    async fn skip(&mut self, mut n: u64) -> io::Result<()> {
+        let mut scratch = vec![0u8; n.min(64 << 10) as usize];
+        while n > 0 {
+            let k = n.min(scratch.len() as u64) as usize;
+            self.read_exact(&mut scratch[..k]).await?;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the handshake. `Ok(None)`: the client aborted or was refused, and
+/// the connection ends; errors are I/O errors or protocol violations.
+pub(crate) async fn negotiate(
+    stream: &Stream,
+    src: &dyn ExportSource,
+) -> io::Result<Option<Chosen>> {
+    let mut neg = Negotiation::new(false);
+    stream.write_all(&neg.greeting()).await?;
+    let mut input = Input {
+        stream,
+        back: Vec::new(),
+    };
+    let mut flags = [0u8; 4];
+    input.read_exact(&mut flags).await?;
+    if let Err(e) = neg.client_flags(&flags) {
+        tracing::debug!("NBD handshake: {e}");
+        return Ok(None);
+    }
+    loop {
+        let mut hb = [0u8; OPTION_HEADER_LEN];
+        input.read_exact(&mut hb).await?;
+        let h = match decode_option_header(&hb) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::debug!("NBD handshake: {e}");
+                return Ok(None);
+            }
+        };
+        let plan = match neg.plan_option(&h) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!("NBD handshake: {e}");
+                return Ok(None);
+            }
+        };
+        let mut data = vec![0u8; plan.keep as usize];
+        input.read_exact(&mut data).await?;
+        input.skip(u64::from(plan.skip)).await?;
+        let exports = src.exports();
+        let descs: Vec<&ExportDesc> = exports.iter().map(|e| &e.desc).collect();
+        let out = neg.handle_option(&h, &data, &descs);
+        if out.unread_tail > 0 {
+            let tail = &data[data.len() - out.unread_tail..];
+            let mut back = tail.to_vec();
+            back.append(&mut input.back);
+            input.back = back;
+        }
+        if !out.reply.is_empty() {
+            stream.write_all(&out.reply).await?;
+        }
+        match out.step {
+            Step::Continue => {}
+            // TLS is never configured (tls-creds is refused), so the
+            // codec never asks for it.
+            Step::StartTls | Step::Abort => return Ok(None),
+            Step::Close(e) => {
+                tracing::debug!("NBD handshake: {e}");
+                return Ok(None);
+            }
+            Step::Transmission(t) => {
+                let Some(export) = exports.get(t.export).cloned() else {
+                    return Ok(None);
+                };
+                return Ok(Some(Chosen {
+                    t,
+                    export,
+                    leftover: input.back,
+                }));
+            }
+        }
+    }
+}
