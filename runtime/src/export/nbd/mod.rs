@@ -6,7 +6,8 @@
 //! - [`server`]: `nbd-server-start`/`nbd-server-stop`: listening sockets,
 //!   the connection limit, the handshake time limit.
 //! - `handshake`, `transmit`, `ops`, `outq`, `stream`: one connection,
-//!   from the greeting to the last reply (see each module).
+//!   from the greeting to the last reply (see each module); `workers`:
+//!   the threads connections run on.
 //!
 //! An [`NbdExport`] is what `block-export-add type=nbd` creates: a block
 //! node attached like QEMU's export block backend (consistent read, write
@@ -23,6 +24,7 @@ pub mod proto;
 pub mod server;
 mod stream;
 mod transmit;
+mod workers;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

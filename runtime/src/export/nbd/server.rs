@@ -271,15 +271,9 @@ async fn accept_loop(
                 continue;
             }
         };
-        let stream = match Stream::new(sock) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("NBD server: new client: {e}");
-                continue;
-            }
-        };
         server.conns.send_modify(|n| *n += 1);
-        tokio::spawn(client(d.clone(), server.clone(), stream, permit));
+        let count = ConnCount(server.clone());
+        super::workers::spawn(client(d.clone(), server.clone(), sock, permit, count));
     }
 }
 
@@ -306,10 +300,18 @@ impl ExportSource for Source {
 async fn client(
     d: WeakDaemon,
     server: Arc<NbdServer>,
-    stream: Stream,
+    sock: Sock,
     _permit: Option<OwnedSemaphorePermit>,
+    _count: ConnCount,
 ) {
-    let _count = ConnCount(server.clone());
+    // Registered with the reactor of the thread that serves it.
+    let stream = match Stream::new(sock) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("NBD server: new client: {e}");
+            return;
+        }
+    };
     let mut stop = server.stop.subscribe();
     if *stop.borrow() {
         return;
