@@ -13,7 +13,7 @@ use super::proto::{
     decode_option_header, ExportDesc, Negotiation, Step, Transmission, OPTION_HEADER_LEN,
 };
 use super::stream::Stream;
-use super::NbdExport;
+use super::{ClientGuard, NbdExport};
 
 /// The exports a client may choose from, at the time of each option.
 pub(crate) trait ExportSource: Send + Sync {
@@ -25,6 +25,10 @@ pub(crate) trait ExportSource: Send + Sync {
 pub(crate) struct Chosen {
     pub t: Transmission,
     pub export: Arc<NbdExport>,
+    /// The client's membership of the export, taken before the reply
+    /// that enters transmission is sent: once the client knows it is
+    /// in, a `safe` removal must see it.
+    pub member: ClientGuard,
     /// Bytes read past the last option (fed back by the codec).
     pub leftover: Vec<u8>,
 }
@@ -104,6 +108,14 @@ pub(crate) async fn negotiate(
             back.append(&mut input.back);
             input.back = back;
         }
+        let mut member = None;
+        if let Step::Transmission(t) = &out.step {
+            match exports.get(t.export).and_then(|e| e.join()) {
+                Some(m) => member = Some(m),
+                // Removed since the list was taken.
+                None => return Ok(None),
+            }
+        }
         if !out.reply.is_empty() {
             stream.write_all(&out.reply).await?;
         }
@@ -117,12 +129,13 @@ pub(crate) async fn negotiate(
                 return Ok(None);
             }
             Step::Transmission(t) => {
-                let Some(export) = exports.get(t.export).cloned() else {
+                let (Some(export), Some(member)) = (exports.get(t.export).cloned(), member) else {
                     return Ok(None);
                 };
                 return Ok(Some(Chosen {
                     t,
                     export,
+                    member,
                     leftover: input.back,
                 }));
             }

@@ -341,9 +341,7 @@ async fn client(
         _ = stop.wait_for(|s| *s) => return,
     };
     let exp = chosen.export;
-    let Some(_member) = exp.join() else {
-        return;
-    };
+    let _member = chosen.member;
     let sess = Arc::new(Session {
         node: exp.node.clone(),
         mode: chosen.t.mode,
