@@ -20,7 +20,7 @@ mod fd;
 mod pty;
 pub mod qmp;
 mod registry;
-mod report;
+pub(crate) mod report;
 pub mod ringbuf;
 mod session;
 pub(crate) mod socket;

@@ -341,3 +341,61 @@ pub fn hex(b: &[u8]) -> String {
 pub fn alive(d: &mut Daemon) -> bool {
     matches!(d.child.try_wait(), Ok(None))
 }
+
+/// The reply form a session negotiated.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Simple,
+    Structured,
+    Extended,
+}
+
+/// Reads one complete reply (all chunks up to `DONE`); what arrived if
+/// the server closes first.
+pub fn read_reply(c: &mut Raw, mode: Mode, read_len: usize) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let get = |c: &mut Raw, n: usize, out: &mut Vec<u8>| -> bool {
+        let mut b = vec![0u8; n];
+        if c.s.read_exact(&mut b).is_err() {
+            return false;
+        }
+        out.extend_from_slice(&b);
+        true
+    };
+    loop {
+        let start = out.len();
+        if !get(c, 4, &mut out) {
+            return out;
+        }
+        let magic = u32::from_be_bytes(out[start..start + 4].try_into().unwrap());
+        let (rest, len_at) = match magic {
+            0x6744_6698 => {
+                if !get(c, 12, &mut out) {
+                    return out;
+                }
+                let err = u32::from_be_bytes(out[start + 4..start + 8].try_into().unwrap());
+                if err == 0 && mode == Mode::Simple && read_len > 0 {
+                    get(c, read_len, &mut out);
+                }
+                return out;
+            }
+            0x668e_33ef => (16, 16),
+            0x6e8a_278c => (28, 24),
+            _ => return out,
+        };
+        if !get(c, rest, &mut out) {
+            return out;
+        }
+        let h = &out[start..];
+        let done = h[5] & 1 != 0;
+        let len = if len_at == 24 {
+            u64::from_be_bytes(h[24..32].try_into().unwrap()) as usize
+        } else {
+            u32::from_be_bytes(h[16..20].try_into().unwrap()) as usize
+        };
+        if !get(c, len, &mut out) || done {
+            return out;
+        }
+    }
+}

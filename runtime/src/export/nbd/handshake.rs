@@ -9,6 +9,8 @@
 use std::io;
 use std::sync::Arc;
 
+use crate::chardev::report;
+
 use super::proto::{
     decode_option_header, ExportDesc, Negotiation, Step, Transmission, OPTION_HEADER_LEN,
 };
@@ -61,8 +63,34 @@ impl Input<'_> {
     }
 }
 
-/// Runs the handshake. `Ok(None)`: the client aborted or was refused, and
-/// the connection ends; errors are I/O errors or protocol violations.
+/// QEMU's text for a stream that ended early.
+pub(crate) const EOF_DATA: &str = "Unexpected end-of-file before all data were read";
+
+/// Prints why the handshake failed, as QEMU does on stderr.
+fn failed(msg: impl std::fmt::Display) {
+    report::error(&format!("option negotiation failed: {msg}"));
+}
+
+/// Reports a read error of the handshake (`what` names the field, as
+/// QEMU's "Failed to read opts magic").
+fn read_failed(e: &io::Error, what: Option<&str>) {
+    let text = if e.kind() == io::ErrorKind::UnexpectedEof {
+        EOF_DATA.to_string()
+    } else {
+        format!(
+            "Unable to read from socket: {}",
+            crate::chardev::os_error(e)
+        )
+    };
+    match what {
+        Some(w) => failed(format!("Failed to read {w}: {text}")),
+        None => failed(text),
+    }
+}
+
+/// Runs the handshake. `Ok(None)`: the client aborted, broke the
+/// protocol or went away, and the connection ends (failures are reported
+/// on stderr with QEMU's texts); errors are failed writes.
 pub(crate) async fn negotiate(
     stream: &Stream,
     src: &dyn ExportSource,
@@ -74,31 +102,47 @@ pub(crate) async fn negotiate(
         back: Vec::new(),
     };
     let mut flags = [0u8; 4];
-    input.read_exact(&mut flags).await?;
+    if input.read_exact(&mut flags).await.is_err() {
+        // QEMU says nothing about a client that leaves at once.
+        return Ok(None);
+    }
     if let Err(e) = neg.client_flags(&flags) {
-        tracing::debug!("NBD handshake: {e}");
+        failed(e);
         return Ok(None);
     }
     loop {
         let mut hb = [0u8; OPTION_HEADER_LEN];
-        input.read_exact(&mut hb).await?;
+        if let Err(e) = input.read_exact(&mut hb[..8]).await {
+            read_failed(&e, Some("opts magic"));
+            return Ok(None);
+        }
+        if let Err(e) = input.read_exact(&mut hb[8..]).await {
+            read_failed(&e, Some("option"));
+            return Ok(None);
+        }
         let h = match decode_option_header(&hb) {
             Ok(h) => h,
             Err(e) => {
-                tracing::debug!("NBD handshake: {e}");
+                failed(e);
                 return Ok(None);
             }
         };
         let plan = match neg.plan_option(&h) {
             Ok(p) => p,
             Err(e) => {
-                tracing::debug!("NBD handshake: {e}");
+                failed(e);
                 return Ok(None);
             }
         };
         let mut data = vec![0u8; plan.keep as usize];
-        input.read_exact(&mut data).await?;
-        input.skip(u64::from(plan.skip)).await?;
+        let read = async {
+            input.read_exact(&mut data).await?;
+            input.skip(u64::from(plan.skip)).await
+        };
+        if let Err(e) = read.await {
+            read_failed(&e, None);
+            return Ok(None);
+        }
         let exports = src.exports();
         let descs: Vec<&ExportDesc> = exports.iter().map(|e| &e.desc).collect();
         let out = neg.handle_option(&h, &data, &descs);
@@ -125,7 +169,7 @@ pub(crate) async fn negotiate(
             // codec never asks for it.
             Step::StartTls | Step::Abort => return Ok(None),
             Step::Close(e) => {
-                tracing::debug!("NBD handshake: {e}");
+                failed(e);
                 return Ok(None);
             }
             Step::Transmission(t) => {

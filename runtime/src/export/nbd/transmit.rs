@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::block::IoBuf;
+use crate::chardev::report;
 
 use super::ops::{self, Req, Session};
 use super::outq::{OutQueue, Reply, Written};
@@ -62,8 +63,8 @@ enum Input {
         buf: Vec<u8>,
         filled: usize,
     },
-    /// Payload bytes to throw away, then `then`.
-    Skip { left: u64, then: After },
+    /// Payload bytes to throw away, then `then`; `write` for WRITE data.
+    Skip { left: u64, then: After, write: bool },
     /// Nothing more is read: the client disconnected, sent `NBD_CMD_DISC`
     /// or broke the protocol.
     Done,
@@ -73,6 +74,11 @@ enum Input {
 enum After {
     Reply(Reply),
     Run(Req, Command),
+}
+
+/// Prints why the client is dropped, as QEMU does on stderr.
+fn disconnect(why: &str) {
+    report::error(&format!("Disconnect client, due to: {why}"));
 }
 
 /// The state of one connection in transmission.
@@ -339,6 +345,7 @@ impl<'a> Conn<'a> {
                 self.reject(req, &r);
                 self.out.push(Reply::Close(Vec::new()));
                 self.input = Input::Done;
+                disconnect("Request handling failed in intermediate state");
                 return;
             }
         };
@@ -353,6 +360,7 @@ impl<'a> Conn<'a> {
                 self.reject(req, &r);
                 self.out.push(Reply::Close(Vec::new()));
                 self.input = Input::Done;
+                disconnect("Request handling failed in intermediate state");
             }
             Plan::Proceed { payload, next } => match (payload, next) {
                 (Payload::None, Next::Done(Ok(cmd))) => self.start(cx, req, cmd, None),
@@ -366,17 +374,27 @@ impl<'a> Conn<'a> {
                         filled: 0,
                     };
                 }
-                (Payload::WriteData(n) | Payload::Discard(n), Next::Done(Err(r))) => {
+                (Payload::WriteData(n), Next::Done(Err(r))) => {
                     let reply = ops::rejected(self.sess.mode, req, &r);
                     self.input = Input::Skip {
                         left: u64::from(n),
                         then: After::Reply(reply),
+                        write: true,
+                    };
+                }
+                (Payload::Discard(n), Next::Done(Err(r))) => {
+                    let reply = ops::rejected(self.sess.mode, req, &r);
+                    self.input = Input::Skip {
+                        left: u64::from(n),
+                        then: After::Reply(reply),
+                        write: false,
                     };
                 }
                 (Payload::Discard(n), Next::Done(Ok(cmd))) => {
                     self.input = Input::Skip {
                         left: u64::from(n),
                         then: After::Run(req, cmd),
+                        write: false,
                     };
                 }
                 (Payload::BlockStatus(n), _) => {
@@ -472,7 +490,21 @@ impl<'a> Conn<'a> {
         match r {
             Ok(Io::Pending) => false,
             Ok(Io::Done(0)) => {
-                // The client went away (possibly in the middle of a request).
+                // The client went away, maybe in the middle of a request.
+                let eof = super::handshake::EOF_DATA;
+                match &self.input {
+                    Input::Header if self.rend > self.rpos => {
+                        disconnect("Unexpected end-of-file before all bytes were read")
+                    }
+                    Input::WriteData { .. } | Input::Skip { write: true, .. } => {
+                        disconnect(&format!("Failed to read CMD_WRITE data: {eof}"))
+                    }
+                    Input::StatusPayload { .. } => {
+                        disconnect(&format!("Failed to read CMD_BLOCK_STATUS data: {eof}"))
+                    }
+                    Input::Skip { write: false, .. } => disconnect(eof),
+                    _ => {}
+                }
                 self.input = Input::Done;
                 true
             }
