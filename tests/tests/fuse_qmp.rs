@@ -265,6 +265,43 @@ fn inactive_node_is_activated() {
     );
 }
 
+/// FUSE and NBD exports share ids and the list; NBD commands leave FUSE
+/// exports alone.
+#[test]
+fn fuse_and_nbd_exports_together() {
+    use Step::{Mounted, Qmp};
+    differential(
+        "fuse_and_nbd_exports_together",
+        NODES,
+        &[
+            Qmp(
+                r#"{"execute":"block-export-add","arguments":{"type":"fuse","id":"e0","node-name":"f","mountpoint":"DIR/mnt"}}"#,
+            ),
+            Qmp(r#"{"execute":"nbd-server-remove","arguments":{"name":"e0"}}"#),
+            Qmp(
+                r#"{"execute":"nbd-server-start","arguments":{"addr":{"type":"unix","data":{"path":"DIR/nbd.sock"}}}}"#,
+            ),
+            Qmp(
+                r#"{"execute":"block-export-add","arguments":{"type":"nbd","id":"e0","node-name":"ro"}}"#,
+            ),
+            Qmp(
+                r#"{"execute":"block-export-add","arguments":{"type":"nbd","id":"n0","node-name":"ro","name":"e0"}}"#,
+            ),
+            Qmp(
+                r#"{"execute":"block-export-add","arguments":{"type":"fuse","id":"e1","node-name":"ro","mountpoint":"DIR/mnt2"}}"#,
+            ),
+            Qmp(r#"{"execute":"query-block-exports"}"#),
+            Qmp(r#"{"execute":"nbd-server-remove","arguments":{"name":"e1"}}"#),
+            Qmp(r#"{"execute":"nbd-server-remove","arguments":{"name":"nope"}}"#),
+            Qmp(r#"{"execute":"nbd-server-stop"}"#),
+            Qmp(r#"{"execute":"query-block-exports"}"#),
+            Mounted(&["mnt", "mnt2"]),
+            Qmp(r#"{"execute":"quit"}"#),
+            Mounted(&["mnt", "mnt2"]),
+        ],
+    );
+}
+
 /// QEMU serves FUSE requests in its main loop: a removal requested while
 /// one is in flight completes after it, and the event precedes the reply.
 #[test]

@@ -338,31 +338,6 @@ impl Commands for Daemon {
         jobs::qmp::block_job_change(self, args)
     }
 
-    // block-export.json
-
-    async fn block_export_add(
-        &self,
-        _cx: &CommandContext,
-        args: BlockExportOptions,
-    ) -> Result<(), QmpError> {
-        export::add(self, args).await
-    }
-
-    async fn block_export_del(
-        &self,
-        _cx: &CommandContext,
-        args: BlockExportDelArgs,
-    ) -> Result<(), QmpError> {
-        export::del(self, args).await
-    }
-
-    fn query_block_exports(
-        &self,
-        _cx: &CommandContext,
-    ) -> impl Future<Output = Result<Vec<BlockExportInfo>, QmpError>> + Send {
-        ready(Ok(export::query(self)))
-    }
-
     // block-core.json: image creation
 
     fn blockdev_create(
@@ -452,5 +427,62 @@ impl Commands for Daemon {
         args: BlockSetWriteThresholdArgs,
     ) -> impl Future<Output = Result<(), QmpError>> + Send {
         ready(block::qmp::block_set_write_threshold(self, args))
+    }
+
+    // block-export.json
+
+    fn nbd_server_start(
+        &self,
+        _cx: &CommandContext,
+        args: NbdServerOptionsLegacy,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(export::nbd::server::qmp_nbd_server_start(self, args))
+    }
+
+    fn nbd_server_stop(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        let d = self.clone();
+        async move { export::nbd::server::qmp_nbd_server_stop(&d).await }
+    }
+
+    async fn nbd_server_add(
+        &self,
+        _cx: &CommandContext,
+        args: NbdServerAddOptions,
+    ) -> Result<(), QmpError> {
+        export::nbd_server_add(self, args).await
+    }
+
+    async fn nbd_server_remove(
+        &self,
+        _cx: &CommandContext,
+        args: NbdServerRemoveArgs,
+    ) -> Result<(), QmpError> {
+        export::nbd_server_remove(self, args).await
+    }
+
+    async fn block_export_add(
+        &self,
+        _cx: &CommandContext,
+        args: BlockExportOptions,
+    ) -> Result<(), QmpError> {
+        export::block_export_add(self, args).await
+    }
+
+    async fn block_export_del(
+        &self,
+        _cx: &CommandContext,
+        args: BlockExportDelArgs,
+    ) -> Result<(), QmpError> {
+        export::block_export_del(self, args).await
+    }
+
+    fn query_block_exports(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<Vec<BlockExportInfo>, QmpError>> + Send {
+        ready(export::query_block_exports(self))
     }
 }

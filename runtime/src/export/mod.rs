@@ -1,32 +1,34 @@
 //! Block exports: servers that make block nodes reachable from outside.
 //!
-//! - [`fuse`]: the FUSE export (the node's content as a regular file);
-//! - [`nbd`]: the NBD (Network Block Device) export.
+//! - [`nbd`]: the NBD export and the built-in NBD server;
+//! - [`fuse`]: the FUSE export (the node's content as a regular file).
 //!
-//! # The registry
+//! This module keeps the exports of a daemon and implements the QMP
+//! commands common to every export type, with QEMU's checks and texts:
+//! `block-export-add`, `block-export-del`, `query-block-exports`, the
+//! deprecated `nbd-server-add`/`nbd-server-remove`, and the shutdown at
+//! exit. `vhost-user-blk` and `vduse-blk` are refused with an error saying
+//! so, after the checks every export type shares.
 //!
-//! [`Registry`] (in `Daemon::exports`) holds every export by id and
-//! implements `block-export-add`, `block-export-del`,
-//! `query-block-exports` and the shutdown at exit, following QEMU's
-//! generic export layer:
+//! Life of an export (as QEMU's `BlockExport`): it is listed (newest
+//! first) from its creation until it is gone. Removal (`block-export-del`,
+//! `nbd-server-stop` for NBD exports, quitting) first marks it as shutting
+//! down; it is gone, and `BLOCK_EXPORT_DELETED` sent, when its last user
+//! has left: at once when there is none (the event then comes before the
+//! command's reply), else later.
 //!
-//! - `add` makes the generic checks (id, node, read-only node, iothread,
-//!   activation), attaches to the node as an unnamed block backend with
-//!   `consistent-read` (plus `write` for writable exports) sharing
-//!   everything, and hands that [`Attachment`] to the type's constructor in
-//!   a [`NewExport`]. The constructor returns an [`ExportDriver`].
-//! - An export is reference counted like QEMU's `BlockExport`: the user
-//!   (QMP) owns one reference; the export takes more while it works (a
-//!   FUSE request in flight, an NBD client) with [`ExportRefs::acquire`].
-//! - `del` asks the driver to shut down ([`ExportDriver::request_shutdown`])
-//!   and drops the user's reference. When the last reference goes, the
-//!   export is deleted: removed from the registry, [`ExportDriver::delete`]
-//!   runs (unmount, close), the driver is dropped (which must release the
-//!   node) and `BLOCK_EXPORT_DELETED` is emitted. With no request in flight
-//!   this happens inside `del`, so the event precedes the command's reply
-//!   as in QEMU.
+//! # Adding an export type
 //!
-//! An export type plugs in by adding a branch to `create` below.
+//! NBD exports have their own client bookkeeping ([`nbd::NbdExport`]).
+//! Other types implement [`ExportDriver`], get what QEMU's generic layer
+//! prepares in a [`NewExport`] (the node attached as an unnamed block
+//! backend with `consistent-read`, plus `write` for writable exports,
+//! sharing everything) and are reference counted like QEMU's
+//! `BlockExport`: the user (QMP) owns one reference, the export takes more
+//! while it works ([`ExportRefs::acquire`]); when the last one goes the
+//! export is removed from the list, [`ExportDriver::delete`] runs, the
+//! driver is dropped (releasing the node) and the event is sent. A type
+//! plugs in with a branch in [`block_export_add`].
 
 pub mod fuse;
 pub mod nbd;
@@ -38,14 +40,17 @@ use std::time::Duration;
 use qapi::events::Event;
 use qapi::types::{
     BlockExportDelArgs, BlockExportDeletedData, BlockExportInfo, BlockExportOptions,
-    BlockExportOptionsBranch, BlockExportRemoveMode, BlockExportType, BlockdevSetActiveArgs,
+    BlockExportOptionsBranch, BlockExportOptionsNbd, BlockExportRemoveMode, BlockExportType,
+    BlockdevSetActiveArgs, NbdServerAddOptions, NbdServerRemoveArgs,
 };
 use qapi::QmpError;
 
-use crate::block::{graph::id_wellformed, Attachment, BlockNode, ParentKind, Perm};
+use crate::block::{Attachment, BlockNode, ParentKind, Perm};
 use crate::daemon::{Daemon, WeakDaemon};
 
-/// The type-specific part of an export.
+use nbd::{NbdExport, NbdServer};
+
+/// The type-specific part of an export other than NBD.
 pub trait ExportDriver: Send + Sync + 'static {
     /// QEMU's `request_shutdown`: stop taking new work (clients,
     /// requests). Called at most once, by `block-export-del` or at exit.
@@ -58,7 +63,7 @@ pub trait ExportDriver: Send + Sync + 'static {
 
     /// Whether `block-export-del` in `safe` mode must refuse because of
     /// the `extra` references the export holds besides the user's (QEMU:
-    /// any, e.g. connected NBD clients).
+    /// any, e.g. connected clients).
     fn in_use(&self, extra: usize) -> bool {
         extra > 0
     }
@@ -94,18 +99,12 @@ pub struct NewExport {
     pub refs: ExportRefs,
 }
 
-/// One export in the registry.
-struct Entry {
+/// The reference-counted part of a driver-based export.
+struct Core {
     id: String,
     kind: BlockExportType,
     node_name: String,
-    core: Arc<Core>,
-}
-
-/// The reference-counted part of an export.
-struct Core {
-    id: String,
-    /// References: the user's (until `del`) plus the export's own.
+    /// References: the user's (until removal) plus the export's own.
     refs: AtomicUsize,
     /// The user still owns the export (not shutting down).
     user_owned: AtomicBool,
@@ -115,7 +114,7 @@ struct Core {
 
 impl Core {
     fn driver(&self) -> MutexGuard<'_, Option<Box<dyn ExportDriver>>> {
-        self.driver.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.driver)
     }
 
     /// Drops one reference; the last one deletes the export.
@@ -129,7 +128,8 @@ impl Core {
     fn delete(self: &Arc<Self>) {
         let daemon = self.daemon.upgrade();
         if let Some(d) = &daemon {
-            d.exports.lock().retain(|e| !Arc::ptr_eq(&e.core, self));
+            lock(&d.exports.list)
+                .retain(|e| !matches!(e, Listed::Driver(c) if Arc::ptr_eq(c, self)));
         }
         let driver = self.driver().take();
         if let Some(drv) = driver {
@@ -143,6 +143,22 @@ impl Core {
             }));
             d.exports.changed.notify_waiters();
         }
+    }
+
+    /// Asks the export to shut down and drops the user's reference (QEMU's
+    /// `blk_exp_request_shutdown`).
+    fn request_shutdown(self: &Arc<Self>) {
+        if !self.user_owned.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        // The driver is only taken by `delete`, which needs the user's
+        // reference to be gone first.
+        let drv = self.driver();
+        if let Some(drv) = drv.as_ref() {
+            drv.request_shutdown();
+        }
+        drop(drv);
+        self.release();
     }
 }
 
@@ -180,92 +196,157 @@ impl Drop for ExportRef {
     }
 }
 
-/// The daemon's exports, newest first (QEMU lists them so).
+/// One export of the list.
+#[derive(Clone)]
+enum Listed {
+    Nbd(Arc<NbdExport>),
+    Driver(Arc<Core>),
+}
+
+impl Listed {
+    fn id(&self) -> &str {
+        match self {
+            Listed::Nbd(e) => &e.id,
+            Listed::Driver(c) => &c.id,
+        }
+    }
+
+    fn info(&self) -> BlockExportInfo {
+        match self {
+            Listed::Nbd(e) => BlockExportInfo {
+                id: e.id.clone(),
+                type_: BlockExportType::Nbd,
+                node_name: e.node.name().to_string(),
+                shutting_down: e.is_shutting_down(),
+            },
+            Listed::Driver(c) => BlockExportInfo {
+                id: c.id.clone(),
+                type_: c.kind,
+                node_name: c.node_name.clone(),
+                shutting_down: !c.user_owned.load(Ordering::Acquire),
+            },
+        }
+    }
+}
+
+/// The exports of a daemon and its NBD server.
 #[derive(Default)]
-pub struct Registry {
-    list: Mutex<Vec<Entry>>,
-    /// Woken when an export is deleted.
+pub struct Exports {
+    /// Every export, newest first (QEMU's list order).
+    list: Mutex<Vec<Listed>>,
+    nbd_server: Mutex<Option<Arc<NbdServer>>>,
+    /// Woken when a driver-based export is deleted.
     changed: tokio::sync::Notify,
 }
 
-impl Registry {
-    fn lock(&self) -> MutexGuard<'_, Vec<Entry>> {
-        self.list.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Exports {
+    /// The running NBD server.
+    pub fn nbd_server(&self) -> Option<Arc<NbdServer>> {
+        lock(&self.nbd_server).clone()
     }
 
-    /// Whether an export with this id exists.
+    pub(crate) fn set_nbd_server(&self, s: Arc<NbdServer>) {
+        *lock(&self.nbd_server) = Some(s);
+    }
+
+    pub(crate) fn take_nbd_server(&self) -> Option<Arc<NbdServer>> {
+        lock(&self.nbd_server).take()
+    }
+
+    /// Whether an export (of any type) has the id `id`.
     pub fn contains(&self, id: &str) -> bool {
-        self.lock().iter().any(|e| e.id == id)
+        lock(&self.list).iter().any(|e| e.id() == id)
     }
 
-    /// Number of exports (shutting down ones included).
+    fn find(&self, id: &str) -> Option<Listed> {
+        lock(&self.list).iter().find(|e| e.id() == id).cloned()
+    }
+
+    /// The NBD export that clients know as `name` (not being removed).
+    pub fn nbd_find(&self, name: &str) -> Option<Arc<NbdExport>> {
+        self.all_nbd()
+            .into_iter()
+            .find(|e| e.desc.name == name && !e.is_shutting_down())
+    }
+
+    /// The NBD exports clients may choose, oldest first (QEMU's order in
+    /// `NBD_OPT_LIST`).
+    pub fn nbd_exports(&self) -> Vec<Arc<NbdExport>> {
+        let mut v: Vec<_> = self
+            .all_nbd()
+            .into_iter()
+            .filter(|e| !e.is_shutting_down())
+            .collect();
+        v.reverse();
+        v
+    }
+
+    /// Every NBD export, newest first.
+    pub fn all_nbd(&self) -> Vec<Arc<NbdExport>> {
+        lock(&self.list)
+            .iter()
+            .filter_map(|e| match e {
+                Listed::Nbd(n) => Some(n.clone()),
+                Listed::Driver(_) => None,
+            })
+            .collect()
+    }
+
+    /// Number of exports (those shutting down included).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        lock(&self.list).len()
     }
 
     /// Whether there is no export.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        lock(&self.list).is_empty()
+    }
+
+    fn has_driver_exports(&self) -> bool {
+        lock(&self.list)
+            .iter()
+            .any(|e| matches!(e, Listed::Driver(_)))
     }
 }
 
-/// The export types this daemon implements.
-fn implemented(kind: BlockExportType) -> bool {
-    matches!(kind, BlockExportType::Fuse)
+/// Removes `exp` for good (it has no client left): releases its node and
+/// sends `BLOCK_EXPORT_DELETED`. Does nothing the second time.
+pub(crate) fn finalize(d: &Daemon, exp: &Arc<NbdExport>) {
+    if !exp.finalize() {
+        return;
+    }
+    lock(&d.exports.list).retain(|e| !matches!(e, Listed::Nbd(n) if Arc::ptr_eq(n, exp)));
+    d.emit(Event::BlockExportDeleted(BlockExportDeletedData {
+        id: exp.id.clone(),
+    }));
 }
 
-/// `block-export-add` (and `--export`): QEMU's `blk_exp_add`.
-pub async fn add(d: &Daemon, o: BlockExportOptions) -> Result<(), QmpError> {
-    if !id_wellformed(&o.id) {
-        return Err(QmpError::generic("Invalid block export id"));
+/// Asks `exp` to shut down (QEMU's `blk_exp_request_shutdown`); an export
+/// without clients goes at once.
+fn request_shutdown(d: &Daemon, exp: &Arc<NbdExport>) {
+    if exp.request_shutdown() == Some(true) {
+        finalize(d, exp);
     }
-    if d.exports.contains(&o.id) {
-        return Err(QmpError::generic(format!(
-            "Block export id '{}' is already in use",
-            o.id
-        )));
-    }
-    let kind = o.type_();
-    if !implemented(kind) {
-        return Err(QmpError::generic(format!(
-            "Block export type '{}' is not implemented by this daemon yet",
-            kind.as_str()
-        )));
-    }
-    let Some(node) = d.block.node(&o.node_name) else {
-        return Err(QmpError::generic(format!(
-            "Cannot find device='' nor node-name='{}'",
-            o.node_name
-        )));
-    };
-    let writable = o.writable.unwrap_or(false);
-    if node.is_read_only() && writable {
-        return Err(QmpError::generic(
-            "Cannot export read-only node as writable",
-        ));
-    }
-    let mut runtime = tokio::runtime::Handle::current();
-    if let Some(name) = &o.iothread {
-        let Some(t) = d.objects.iothread(name) else {
-            return Err(QmpError::generic(format!("iothread \"{name}\" not found")));
-        };
-        // Nodes have no home thread here, so moving the node always
-        // succeeds: the export runs in the iothread.
-        if let Some(h) = t.handle() {
-            runtime = h;
-        }
-    }
-    if o.allow_inactive.unwrap_or(false) {
-        // No export type implemented here works on inactive nodes.
-        return Err(QmpError::generic(
-            "Export type does not support inactive exports",
-        ));
-    }
-    if !node.is_active() {
+}
+
+/// Activates `node` unless `allow_inactive`, then attaches to it as an
+/// export's block backend (QEMU's `bdrv_activate`, `blk_new`,
+/// `blk_insert_bs`).
+fn attach(
+    d: &Daemon,
+    node: &Arc<BlockNode>,
+    writable: bool,
+    allow_inactive: bool,
+) -> Result<Attachment, QmpError> {
+    if !allow_inactive && !node.is_active() {
         crate::block::qmp::blockdev_set_active(
             d,
             BlockdevSetActiveArgs {
-                node_name: Some(o.node_name.clone()),
+                node_name: Some(node.name().to_string()),
                 active: true,
             },
         )?;
@@ -274,108 +355,158 @@ pub async fn add(d: &Daemon, o: BlockExportOptions) -> Result<(), QmpError> {
     if writable {
         perm |= Perm::WRITE;
     }
-    let attachment = d.block.attach(
-        &node,
+    d.block.attach(
+        node,
         ParentKind::Backend {
             name: String::new(),
         },
         "root",
         perm,
         Perm::ALL,
-    )?;
-    let core = Arc::new(Core {
-        id: o.id.clone(),
-        refs: AtomicUsize::new(1),
-        user_owned: AtomicBool::new(true),
-        driver: Mutex::new(None),
-        daemon: d.downgrade(),
-    });
-    let new = NewExport {
-        id: o.id.clone(),
-        node: node.clone(),
-        attachment,
-        writable,
-        writethrough: o.writethrough.unwrap_or(false),
-        runtime,
-        refs: ExportRefs(Arc::downgrade(&core)),
-    };
-    let driver: Box<dyn ExportDriver> = match &o.u {
-        BlockExportOptionsBranch::Fuse(f) => Box::new(fuse::FuseExport::create(new, f).await?),
-        _ => unreachable!("only implemented types get here"),
-    };
-    *core.driver() = Some(driver);
-    d.exports.lock().insert(
-        0,
-        Entry {
-            id: o.id,
-            kind,
-            node_name: node.name().to_string(),
-            core,
-        },
-    );
-    Ok(())
+    )
 }
 
-/// Asks the export to shut down and drops the user's reference (QEMU's
-/// `blk_exp_request_shutdown`).
-fn request_shutdown(core: &Arc<Core>) {
-    if !core.user_owned.swap(false, Ordering::AcqRel) {
-        return;
+/// `block-export-add`, also used by `--export`. The generic checks come
+/// first, in QEMU's order: id, node, writable on a read-only node,
+/// iothread; then inactive nodes (refused by export types that cannot
+/// serve them, else activated unless `allow-inactive`), the attachment,
+/// and the type creates the export.
+pub async fn block_export_add(d: &Daemon, opts: BlockExportOptions) -> Result<(), QmpError> {
+    if !crate::block::graph::id_wellformed(&opts.id) {
+        return Err(QmpError::generic("Invalid block export id"));
     }
-    // The driver is only taken by `delete`, which needs the user's
-    // reference to be gone first.
-    let drv = core.driver();
-    if let Some(drv) = drv.as_ref() {
-        drv.request_shutdown();
+    if d.exports.contains(&opts.id) {
+        return Err(QmpError::generic(format!(
+            "Block export id '{}' is already in use",
+            opts.id
+        )));
     }
-    drop(drv);
-    core.release();
+    let Some(node) = d.block.node(&opts.node_name) else {
+        return Err(QmpError::generic(format!(
+            "Cannot find device='' nor node-name='{}'",
+            opts.node_name
+        )));
+    };
+    let writable = opts.writable.unwrap_or(false);
+    if node.is_read_only() && writable {
+        return Err(QmpError::generic(
+            "Cannot export read-only node as writable",
+        ));
+    }
+    let mut runtime = tokio::runtime::Handle::current();
+    if let Some(io) = &opts.iothread {
+        let Some(t) = d.objects.iothread(io) else {
+            return Err(QmpError::generic(format!("iothread \"{io}\" not found")));
+        };
+        // Nodes have no home thread here, so moving one always succeeds.
+        // NBD connections run on their own workers; other exports run in
+        // the iothread.
+        if let Some(h) = t.handle() {
+            runtime = h;
+        }
+    }
+    let allow_inactive = opts.allow_inactive.unwrap_or(false);
+    let writethrough = opts.writethrough.unwrap_or(false);
+    match &opts.u {
+        BlockExportOptionsBranch::Nbd(nbd_args) => {
+            let att = attach(d, &node, writable, allow_inactive)?;
+            let exp = nbd::create(d, &opts.id, att, writable, writethrough, nbd_args)?;
+            lock(&d.exports.list).insert(0, Listed::Nbd(exp));
+            Ok(())
+        }
+        BlockExportOptionsBranch::Fuse(f) => {
+            if allow_inactive {
+                return Err(QmpError::generic(
+                    "Export type does not support inactive exports",
+                ));
+            }
+            let att = attach(d, &node, writable, false)?;
+            let core = Arc::new(Core {
+                id: opts.id.clone(),
+                kind: BlockExportType::Fuse,
+                node_name: node.name().to_string(),
+                refs: AtomicUsize::new(1),
+                user_owned: AtomicBool::new(true),
+                driver: Mutex::new(None),
+                daemon: d.downgrade(),
+            });
+            let new = NewExport {
+                id: opts.id.clone(),
+                node: node.clone(),
+                attachment: att,
+                writable,
+                writethrough,
+                runtime,
+                refs: ExportRefs(Arc::downgrade(&core)),
+            };
+            let drv = fuse::FuseExport::create(new, f).await?;
+            *core.driver() = Some(Box::new(drv));
+            lock(&d.exports.list).insert(0, Listed::Driver(core));
+            Ok(())
+        }
+        other => Err(QmpError::generic(format!(
+            "Block export type '{}' is not implemented by qsd yet",
+            other.discriminator().as_str()
+        ))),
+    }
 }
 
-/// `block-export-del`.
-pub async fn del(d: &Daemon, args: BlockExportDelArgs) -> Result<(), QmpError> {
-    let core = d
-        .exports
-        .lock()
-        .iter()
-        .find(|e| e.id == args.id)
-        .map(|e| e.core.clone());
-    let Some(core) = core else {
+/// `block-export-del`: `safe` (the default) refuses while clients are
+/// connected; `hard` disconnects them.
+pub async fn block_export_del(d: &Daemon, args: BlockExportDelArgs) -> Result<(), QmpError> {
+    let Some(exp) = d.exports.find(&args.id) else {
         return Err(QmpError::generic(format!(
             "Export '{}' is not found",
             args.id
         )));
     };
-    if !core.user_owned.load(Ordering::Acquire) {
+    let shutting_down = match &exp {
+        Listed::Nbd(e) => e.is_shutting_down(),
+        Listed::Driver(c) => !c.user_owned.load(Ordering::Acquire),
+    };
+    if shutting_down {
         return Err(QmpError::generic(format!(
             "Export '{}' is already shutting down",
             args.id
         )));
     }
     let mode = args.mode.unwrap_or(BlockExportRemoveMode::Safe);
-    let extra = core.refs.load(Ordering::Acquire).saturating_sub(1);
-    let (in_use, waits) = match core.driver().as_ref() {
-        Some(drv) => (drv.in_use(extra), drv.removal_waits()),
-        None => (extra > 0, false),
-    };
-    if mode == BlockExportRemoveMode::Safe && in_use {
-        return Err(QmpError::generic(format!(
-            "export '{}' still in use",
-            args.id
-        )));
-    }
-    request_shutdown(&core);
-    if waits {
-        wait_gone(d, &core).await;
+    // QEMU adds the hint "Use mode='hard' to force client disconnect" for
+    // humans; QMP does not show it.
+    let in_use = || QmpError::generic(format!("export '{}' still in use", args.id));
+    match exp {
+        Listed::Nbd(e) => {
+            if mode == BlockExportRemoveMode::Safe && e.client_count() > 0 {
+                return Err(in_use());
+            }
+            request_shutdown(d, &e);
+        }
+        Listed::Driver(core) => {
+            let extra = core.refs.load(Ordering::Acquire).saturating_sub(1);
+            let (busy, waits) = match core.driver().as_ref() {
+                Some(drv) => (drv.in_use(extra), drv.removal_waits()),
+                None => (extra > 0, false),
+            };
+            if mode == BlockExportRemoveMode::Safe && busy {
+                return Err(in_use());
+            }
+            core.request_shutdown();
+            if waits {
+                wait_gone(d, &core).await;
+            }
+        }
     }
     Ok(())
 }
 
-/// Waits until `core` left the registry.
+/// Waits until the driver-based export `core` left the list.
 async fn wait_gone(d: &Daemon, core: &Arc<Core>) {
     loop {
         let waiter = d.exports.changed.notified();
-        if !d.exports.lock().iter().any(|e| Arc::ptr_eq(&e.core, core)) {
+        let listed = lock(&d.exports.list)
+            .iter()
+            .any(|e| matches!(e, Listed::Driver(c) if Arc::ptr_eq(c, core)));
+        if !listed {
             return;
         }
         // Deletions notify; the timeout only guards against a missed
@@ -384,35 +515,105 @@ async fn wait_gone(d: &Daemon, core: &Arc<Core>) {
     }
 }
 
-/// `query-block-exports`.
-pub fn query(d: &Daemon) -> Vec<BlockExportInfo> {
-    d.exports
-        .lock()
-        .iter()
-        .map(|e| BlockExportInfo {
-            id: e.id.clone(),
-            type_: e.kind,
-            node_name: e.node_name.clone(),
-            shutting_down: !e.core.user_owned.load(Ordering::Acquire),
-        })
-        .collect()
+/// `query-block-exports`: every export, newest first.
+pub fn query_block_exports(d: &Daemon) -> Result<Vec<BlockExportInfo>, QmpError> {
+    Ok(lock(&d.exports.list).iter().map(Listed::info).collect())
 }
 
-/// Shuts every export down and waits until they are gone (QEMU's
-/// `blk_exp_close_all`, at exit and on `quit`).
-pub async fn close_all(d: &Daemon) {
-    let cores: Vec<Arc<Core>> = d.exports.lock().iter().map(|e| e.core.clone()).collect();
-    for c in &cores {
-        request_shutdown(c);
+/// `nbd-server-add` (deprecated): an NBD export whose id is its name; a
+/// read-only node is exported read-only even if `writable` is asked for.
+pub async fn nbd_server_add(d: &Daemon, args: NbdServerAddOptions) -> Result<(), QmpError> {
+    let Some(node) = d.block.node(&args.device) else {
+        return Err(QmpError::generic(format!(
+            "Cannot find device='{0}' nor node-name='{0}'",
+            args.device
+        )));
+    };
+    let name = args.name.unwrap_or_else(|| args.device.clone());
+    let writable = args.writable.filter(|_| !node.is_read_only());
+    let bitmaps = args
+        .bitmap
+        .map(|b| vec![qapi::types::BlockDirtyBitmapOrStr::Local(b)]);
+    let opts = BlockExportOptions {
+        id: name.clone(),
+        fixed_iothread: None,
+        iothread: None,
+        node_name: node.name().to_string(),
+        writable: if node.is_read_only() {
+            Some(false)
+        } else {
+            writable
+        },
+        writethrough: None,
+        allow_inactive: None,
+        u: BlockExportOptionsBranch::Nbd(BlockExportOptionsNbd {
+            name: Some(name),
+            description: args.description,
+            bitmaps,
+            allocation_depth: None,
+        }),
+    };
+    block_export_add(d, opts).await
+}
+
+/// `nbd-server-remove` (deprecated): `block-export-del` for NBD exports.
+pub async fn nbd_server_remove(d: &Daemon, args: NbdServerRemoveArgs) -> Result<(), QmpError> {
+    if let Some(Listed::Driver(_)) = d.exports.find(&args.name) {
+        return Err(QmpError::generic(format!(
+            "Block export '{}' is not an NBD export",
+            args.name
+        )));
     }
-    drop(cores);
+    block_export_del(
+        d,
+        BlockExportDelArgs {
+            id: args.name,
+            mode: args.mode,
+        },
+    )
+    .await
+}
+
+/// Removes every NBD export and stops `server`, waiting until all
+/// clients have left; the events come in list order, before the caller's
+/// reply (QEMU's `nbd-server-stop`).
+pub(crate) async fn close_all_nbd(d: &Daemon, server: &NbdServer) {
+    let exps = d.exports.all_nbd();
+    for e in &exps {
+        request_shutdown(d, e);
+    }
+    server.shutdown().await;
+    for e in &exps {
+        e.wait_idle().await;
+        finalize(d, e);
+    }
+}
+
+/// Removes every export, in list order, stops the NBD server and waits
+/// until all are gone (QEMU's `blk_exp_close_all`, on `quit` and at exit).
+pub async fn close_all(d: &Daemon) {
+    let all: Vec<Listed> = lock(&d.exports.list).clone();
+    for e in &all {
+        match e {
+            Listed::Nbd(n) => request_shutdown(d, n),
+            Listed::Driver(c) => c.request_shutdown(),
+        }
+    }
+    if let Some(server) = d.exports.take_nbd_server() {
+        server.shutdown().await;
+    }
+    for e in &all {
+        if let Listed::Nbd(n) = e {
+            n.wait_idle().await;
+            finalize(d, n);
+        }
+    }
+    drop(all);
     loop {
         let waiter = d.exports.changed.notified();
-        if d.exports.is_empty() {
+        if !d.exports.has_driver_exports() {
             return;
         }
-        // Deletions notify; the timeout only guards against a missed
-        // wake-up.
         let _ = tokio::time::timeout(Duration::from_millis(100), waiter).await;
     }
 }
