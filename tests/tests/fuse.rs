@@ -167,6 +167,11 @@ const RAW_SETUP: &[&str] = &[
 /// Every kind of request on a writable, fixed-size export.
 const RAW_SCRIPT: &str = r#"
 t st
+t stat -f -c 'blocks=%b free=%f avail=%a files=%c ffree=%d bsize=%S fbsize=%s namelen=%l type=%T' "$M"
+t python3 -c 'import os, sys
+for f in (os.listxattr, lambda p: os.getxattr(p, "user.x")):
+    try: print(f(sys.argv[1]))
+    except OSError as e: print("errno", e.errno)' "$M"
 t sum
 t dd if="$IMG/pat" of="$M" bs=4k seek=3 count=5 conv=notrunc
 t st

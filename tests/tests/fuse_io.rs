@@ -239,3 +239,48 @@ fn concurrent_growing_writes_lose_nothing() {
         );
     }
 }
+
+#[test]
+fn export_in_an_iothread_serves_requests() {
+    let shm = tmpfs_dir();
+    let img = shm.path().join("img");
+    write_image(&img, &pattern(1 << 20, 9), 1 << 20);
+    require_fuse();
+    let run = Run {
+        d: Daemon::start(Impl::Ours),
+    };
+    let m = run.dir().join("mnt");
+    std::fs::write(&m, b"").expect("mnt");
+    let mut q = run.d.qmp();
+    ok(
+        &mut q,
+        r#"{"execute":"object-add","arguments":{"qom-type":"iothread","id":"io0"}}"#,
+    );
+    ok(
+        &mut q,
+        &format!(
+            r#"{{"execute":"blockdev-add","arguments":{{"driver":"file","node-name":"n","filename":"{}"}}}}"#,
+            img.display()
+        ),
+    );
+    ok(
+        &mut q,
+        &format!(
+            r#"{{"execute":"block-export-add","arguments":{{"type":"fuse","id":"e","node-name":"n","mountpoint":"{}","writable":true,"iothread":"io0","writethrough":true}}}}"#,
+            m.display()
+        ),
+    );
+    wait_mount(&m, true);
+    let f = open_direct(&m);
+    let mut b = Aligned::new(65536);
+    b.buf().copy_from_slice(&pattern(65536, 42));
+    assert_eq!(f.write_at(b.buf(), 131072).expect("write"), 65536);
+    let mut r = Aligned::new(65536);
+    f.read_at(r.buf(), 131072).expect("read");
+    assert_eq!(r.buf(), &pattern(65536, 42)[..]);
+    drop(f);
+    unexport(&mut q, &m);
+    let got = std::fs::read(&img).expect("image");
+    assert_eq!(&got[131072..196608], &pattern(65536, 42)[..]);
+    assert_eq!(&got[..131072], &pattern(1 << 20, 9)[..131072]);
+}
