@@ -290,6 +290,28 @@ fn fuse_and_nbd_exports_together() {
             Qmp(
                 r#"{"execute":"block-export-add","arguments":{"type":"fuse","id":"e1","node-name":"ro","mountpoint":"DIR/mnt2"}}"#,
             ),
+            // NBD exports unshare `resize`, which growable and writable
+            // FUSE exports take (before their mount point is checked).
+            Qmp(
+                r#"{"execute":"block-export-add","arguments":{"type":"nbd","id":"n1","node-name":"f"}}"#,
+            ),
+            Qmp(
+                r#"{"execute":"block-export-add","arguments":{"type":"fuse","id":"e2","node-name":"f","mountpoint":"DIR/nonexistent","growable":true}}"#,
+            ),
+            Qmp(
+                r#"{"execute":"block-export-add","arguments":{"type":"fuse","id":"e2","node-name":"f","mountpoint":"DIR/nonexistent","writable":true}}"#,
+            ),
+            Qmp(
+                r#"{"execute":"block-export-add","arguments":{"type":"fuse","id":"e2","node-name":"f","mountpoint":"DIR/nonexistent"}}"#,
+            ),
+            Qmp(r#"{"execute":"block-export-del","arguments":{"id":"n1"}}"#),
+            Qmp(
+                r#"{"execute":"block-export-add","arguments":{"type":"fuse","id":"e2","node-name":"f","mountpoint":"DIR/mnt3","growable":true}}"#,
+            ),
+            Qmp(
+                r#"{"execute":"block-export-add","arguments":{"type":"nbd","id":"n1","node-name":"f"}}"#,
+            ),
+            Qmp(r#"{"execute":"block-export-del","arguments":{"id":"e2"}}"#),
             Qmp(r#"{"execute":"query-block-exports"}"#),
             Qmp(r#"{"execute":"nbd-server-remove","arguments":{"name":"e1"}}"#),
             Qmp(r#"{"execute":"nbd-server-remove","arguments":{"name":"nope"}}"#),
