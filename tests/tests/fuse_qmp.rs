@@ -10,7 +10,7 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fuse_support::{
     assert_same, is_fuse_mount, pattern, require_fuse, wait_mount, write_image, Run,
@@ -54,6 +54,11 @@ enum Step {
     ReadInBackground,
     /// Waits for the background read and records its outcome.
     JoinRead,
+    /// Opens `mnt` and keeps it open.
+    Open,
+    /// Reads, stats and closes the file opened by `Open`; records the
+    /// outcomes.
+    UseAndClose,
 }
 
 fn run(which: Impl, setup: &[&str], steps: &[Step]) -> String {
@@ -65,6 +70,7 @@ fn run(which: Impl, setup: &[&str], steps: &[Step]) -> String {
     let mut q = run.d.qmp();
     let mut out = String::new();
     let mut reader: Option<std::thread::JoinHandle<Result<usize, i32>>> = None;
+    let mut held: Option<std::fs::File> = None;
     for l in setup.iter().map(|l| l.to_string()) {
         let l = l.replace("DIR", &dir.display().to_string());
         q.send_line(&l);
@@ -82,15 +88,9 @@ fn run(which: Impl, setup: &[&str], steps: &[Step]) -> String {
             }
             Step::Mounted(ms) => {
                 for m in *ms {
-                    // Mounting and unmounting are done when the reply
-                    // comes; a short wait covers a lazy unmount.
-                    let p = dir.join(m);
-                    let end = Instant::now() + Duration::from_millis(500);
-                    let mut mounted = is_fuse_mount(&p);
-                    while !mounted && Instant::now() < end {
-                        std::thread::sleep(Duration::from_millis(10));
-                        mounted = is_fuse_mount(&p);
-                    }
+                    // Both daemons mount before replying and unmount
+                    // before the deletion event.
+                    let mounted = is_fuse_mount(&dir.join(m));
                     out.push_str(&format!("{m} mounted: {mounted}\n"));
                 }
             }
@@ -98,6 +98,20 @@ fn run(which: Impl, setup: &[&str], steps: &[Step]) -> String {
                 let path = dir.join("mnt");
                 reader = Some(std::thread::spawn(move || direct_read(&path)));
                 std::thread::sleep(Duration::from_millis(300));
+            }
+            Step::Open => {
+                held = Some(std::fs::File::open(dir.join("mnt")).expect("open mnt"));
+            }
+            Step::UseAndClose => {
+                use std::os::fd::IntoRawFd;
+                use std::os::unix::fs::FileExt;
+                let f = held.take().expect("an open file");
+                let mut b = [0u8; 512];
+                let r = f.read_at(&mut b, 0).map_err(|e| e.raw_os_error());
+                let m = f.metadata().map(|m| m.len()).map_err(|e| e.raw_os_error());
+                // SAFETY: closing the descriptor we own, once.
+                let c = unsafe { libc::close(f.into_raw_fd()) };
+                out.push_str(&format!("held file: read {r:?} stat {m:?} close {c}\n"));
             }
             Step::JoinRead => {
                 let r = reader.take().expect("a background read").join();
@@ -347,6 +361,32 @@ fn removal_while_a_request_is_in_flight() {
             ReadInBackground,
             Qmp(r#"{"execute":"block-export-del","arguments":{"id":"e0","mode":"hard"}}"#),
             JoinRead,
+        ],
+    );
+}
+
+/// A file still open when its export is removed: the export goes at
+/// once, the open file fails from then on.
+#[test]
+fn removal_with_the_file_open() {
+    use Step::{Mounted, Open, Qmp, UseAndClose};
+    differential(
+        "removal_with_the_file_open",
+        &[
+            NODES[0],
+            r#"{"execute":"block-export-add","arguments":{"type":"fuse","id":"e0","node-name":"f","mountpoint":"DIR/mnt","writable":true}}"#,
+        ],
+        &[
+            Open,
+            Qmp(r#"{"execute":"block-export-del","arguments":{"id":"e0"}}"#),
+            Mounted(&["mnt"]),
+            UseAndClose,
+            Qmp(
+                r#"{"execute":"block-export-add","arguments":{"type":"fuse","id":"e0","node-name":"f","mountpoint":"DIR/mnt"}}"#,
+            ),
+            Mounted(&["mnt"]),
+            Open,
+            UseAndClose,
         ],
     );
 }

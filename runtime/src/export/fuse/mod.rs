@@ -12,9 +12,11 @@
 //!   [`ops`], the glue to the kernel protocol in `fs`.
 //! - [`FuseExport`] implements [`ExportDriver`]: shutting down makes new
 //!   requests fail with ENOTCONN (QEMU stops reading them; its file system
-//!   then answers ENOTCONN once unmounted), deleting unmounts the file the
-//!   way libfuse does (a lazy unmount as root, `fusermount3 -u -z`
-//!   otherwise) and releases the node.
+//!   then answers ENOTCONN once unmounted); deleting (once the requests in
+//!   flight are done) unmounts the file the way libfuse does (the
+//!   connection aborted, so files still open fail with ENOTCONN, and a
+//!   lazy unmount; `fusermount3 -u -z` without privileges) and releases
+//!   the node. `block-export-del` waits for that, as QSD's does.
 //!
 //! Kernel-visible settings follow libfuse 3 as QSD uses it: mount options
 //! `max_read=67108864,default_permissions[,allow_other]`, `nosuid,nodev`,

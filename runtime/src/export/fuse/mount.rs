@@ -10,7 +10,8 @@
 //!   helper `fusermount3`, which sends back the `/dev/fuse` descriptor over
 //!   a socket;
 //! - unmounting: nothing if the connection is already gone; a lazy
-//!   `umount2` as root, else `fusermount3 -u -q -z`.
+//!   `umount2` as root (forced, which aborts the connection as closing
+//!   libfuse's descriptor does), else `fusermount3 -u -q -z`.
 
 use std::ffi::CString;
 use std::io;
@@ -230,8 +231,17 @@ pub fn unmount(mountpoint: &str, dev: &OwnedFd, via_fusermount: bool) -> io::Res
     let root = unsafe { libc::geteuid() } == 0;
     if root || !via_fusermount {
         let target = cstring(mountpoint)?;
+        // libfuse closes the session's descriptor first, which aborts the
+        // connection: files still open fail with ENOTCONN from then on.
+        // The session threads hold that descriptor here, so MNT_FORCE
+        // (which makes FUSE abort the connection) does it instead.
+        let flags = if root {
+            libc::MNT_DETACH | libc::MNT_FORCE
+        } else {
+            libc::MNT_DETACH
+        };
         // SAFETY: `target` is a NUL-terminated string live for the call.
-        if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
+        if unsafe { libc::umount2(target.as_ptr(), flags) } != 0 {
             let e = io::Error::last_os_error();
             log(&format!("failed to unmount {mountpoint}: {}", strerror(&e)));
             return Err(e);
