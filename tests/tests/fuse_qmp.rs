@@ -56,6 +56,8 @@ enum Step {
     JoinRead,
     /// Opens `mnt` and keeps it open.
     Open,
+    /// Lets the daemon work for a moment.
+    Sleep(u64),
     /// Reads, stats and closes the file opened by `Open`; records the
     /// outcomes.
     UseAndClose,
@@ -99,6 +101,7 @@ fn run(which: Impl, setup: &[&str], steps: &[Step]) -> String {
                 reader = Some(std::thread::spawn(move || direct_read(&path)));
                 std::thread::sleep(Duration::from_millis(300));
             }
+            Step::Sleep(ms) => std::thread::sleep(Duration::from_millis(*ms)),
             Step::Open => {
                 held = Some(std::fs::File::open(dir.join("mnt")).expect("open mnt"));
             }
@@ -391,8 +394,8 @@ fn removal_with_the_file_open() {
     );
 }
 
-/// `quit` closes the exports first: their events precede its reply, and
-/// the files are unmounted when the daemon is gone.
+/// `quit` closes the exports first, then the jobs: their events precede
+/// its reply, and the files are unmounted when the daemon is gone.
 #[test]
 fn quit_removes_exports() {
     use Step::{Mounted, Qmp};
@@ -405,6 +408,12 @@ fn quit_removes_exports() {
         ],
         &[
             Mounted(&["mnt", "mnt2"]),
+            // A concluded job: QSD closes the exports before it cancels
+            // (here: dismisses) the jobs.
+            Qmp(
+                r#"{"execute":"blockdev-create","arguments":{"job-id":"j","options":{"driver":"file","filename":"DIR/new.img","size":0}}}"#,
+            ),
+            Step::Sleep(300),
             Qmp(r#"{"execute":"quit"}"#),
             Mounted(&["mnt", "mnt2"]),
         ],

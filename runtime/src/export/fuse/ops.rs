@@ -41,9 +41,6 @@ pub const ATTR_TTL: Duration = Duration::from_secs(1);
 /// The result of an operation: a value or an errno.
 pub type OpResult<T> = Result<T, i32>;
 
-/// The inode number of the file (the FUSE root).
-pub const INODE: u64 = 1;
-
 /// The attributes `stat` shows (QEMU's `fuse_getattr`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attr {
@@ -91,10 +88,6 @@ pub struct Shared {
     shut_down: AtomicBool,
     /// Serialises resizes.
     resize: tokio::sync::Mutex<()>,
-}
-
-fn eio() -> i32 {
-    libc::EIO
 }
 
 impl Shared {
@@ -324,7 +317,7 @@ impl Shared {
             } else if e.desc == "Image is read-only" {
                 libc::EACCES
             } else {
-                eio()
+                libc::EIO
             }
         })
     }
