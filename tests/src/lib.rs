@@ -123,16 +123,40 @@ impl Daemon {
     }
 
     /// A connection that has read the greeting and negotiated.
+    ///
+    /// qemu-storage-daemon sometimes mishandles a client that connects
+    /// while its monitor is being set up: it greets it twice, or not at
+    /// all. An extra greeting is skipped; a missing one makes us connect
+    /// again.
     pub fn qmp(&self) -> Qmp {
-        let mut q = self.connect();
-        q.read_line();
-        q.send_line(r#"{"execute":"qmp_capabilities"}"#);
-        let r = q.read_line();
-        assert!(
-            r.starts_with(r#"{"return": {}}"#),
-            "negotiation failed: {r}"
+        for _ in 0..3 {
+            let mut q = self.connect();
+            q.stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            let mut greeting = String::new();
+            if !matches!(q.reader.read_line(&mut greeting), Ok(n) if n > 0) {
+                continue;
+            }
+            q.stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            q.send_line(r#"{"execute":"qmp_capabilities"}"#);
+            let mut r = q.read_line();
+            while r.starts_with(r#"{"QMP": "#) {
+                r = q.read_line();
+            }
+            assert!(
+                r.starts_with(r#"{"return": {}}"#),
+                "negotiation failed: {r}"
+            );
+            return q;
+        }
+        panic!(
+            "{:?} never greeted on {}",
+            self.which,
+            self.qmp_path.display()
         );
-        q
     }
 
     /// Waits for the process to exit; returns its exit code.
