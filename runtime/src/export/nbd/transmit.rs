@@ -40,7 +40,7 @@ pub(crate) const MAX_HELD: u64 = 64 << 20;
 /// WRITE payloads at least this long are read directly into their buffer.
 const DIRECT_PAYLOAD: usize = 64 << 10;
 /// Size of the input buffer.
-const RBUF: usize = 256 << 10;
+const RBUF: usize = 64 << 10;
 /// Loop rounds before yielding to other tasks.
 const ROUNDS: usize = 64;
 
