@@ -126,6 +126,18 @@ fn server_start_and_stop_errors() {
             ),
             c(
                 "nbd-server-start",
+                json!({"addr": {"type": "vsock", "data": {"cid": "2", "port": "1"}}}),
+            ),
+            c(
+                "nbd-server-start",
+                json!({"addr": {"type": "vsock", "data": {"cid": "x", "port": "1"}}}),
+            ),
+            c(
+                "nbd-server-start",
+                json!({"addr": {"type": "vsock", "data": {"cid": "2", "port": "-1"}}}),
+            ),
+            c(
+                "nbd-server-start",
                 json!({"addr": unix(&sock), "tls-creds": "nope"}),
             ),
             c(
