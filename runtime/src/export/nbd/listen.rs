@@ -6,7 +6,7 @@
 //! backlog: `max-connections` (at most `SOMAXCONN`), or `SOMAXCONN`.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
@@ -112,16 +112,6 @@ impl Listener {
                 }
             },
         })
-    }
-
-    /// The descriptor (for tests).
-    #[allow(dead_code)]
-    pub fn raw_fd(&self) -> i32 {
-        match self {
-            Listener::Unix(l) => l.as_raw_fd(),
-            Listener::Tcp(l) => l.as_raw_fd(),
-            Listener::Vsock(l) => l.as_raw_fd(),
-        }
     }
 }
 

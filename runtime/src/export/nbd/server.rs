@@ -2,9 +2,9 @@
 //! `nbd-server-stop`).
 //!
 //! The server listens on the sockets of one address (UNIX, TCP over IPv4
-//! and IPv6, or a passed listening descriptor) and runs each client in its
-//! own task: handshake, then transmission with the export it chose. As in
-//! QEMU:
+//! and IPv6, vsock, or a passed listening descriptor) and runs each client
+//! in its own task on one of the worker threads: handshake, then
+//! transmission with the export it chose. As in QEMU:
 //! - with `max-connections` N > 0, at most N clients are connected; the
 //!   next ones wait in the listen backlog until one leaves; N = 1 also
 //!   makes new exports stop advertising `CAN_MULTI_CONN`;
