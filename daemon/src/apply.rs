@@ -204,7 +204,12 @@ impl Startup {
             }
             Opt::Export => {
                 let o: BlockExportOptions = parse_value(&arg, QsdOption::Export)?;
-                d.block_export_add(&cx, o).await.map_err(|e| error(e.desc))
+                // From the command line, `fd` addresses name inherited
+                // descriptors by number.
+                let origin = qsd_runtime::chardev::Origin::Cli { location: None };
+                qsd_runtime::export::block_export_add(d, o, &origin)
+                    .await
+                    .map_err(|e| error(e.desc))
             }
             Opt::NbdServer => {
                 let o: NbdServerOptions = parse_value(&arg, QsdOption::NbdServer)?;

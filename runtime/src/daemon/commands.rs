@@ -12,7 +12,7 @@ use qapi::QmpError;
 
 use super::{Daemon, PACKAGE, QEMU_VERSION};
 use crate::qmp::CommandContext;
-use crate::{block, chardev, jobs, objects, qmp};
+use crate::{block, chardev, export, jobs, objects, qmp};
 
 fn ready<T: Send>(r: T) -> impl Future<Output = T> + Send {
     std::future::ready(r)
@@ -408,6 +408,33 @@ impl Commands for Daemon {
         _cx: &CommandContext,
     ) -> impl Future<Output = Result<XDbgBlockGraph, QmpError>> + Send {
         ready(block::qmp::x_debug_query_block_graph(self))
+    }
+
+    // block-export.json
+
+    fn block_export_add(
+        &self,
+        _cx: &CommandContext,
+        args: BlockExportOptions,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        let d = self.clone();
+        async move { export::block_export_add(&d, args, &chardev::Origin::Qmp).await }
+    }
+
+    fn block_export_del(
+        &self,
+        _cx: &CommandContext,
+        args: BlockExportDelArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        let d = self.clone();
+        async move { export::block_export_del(&d, &args.id, args.mode).await }
+    }
+
+    fn query_block_exports(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<Vec<BlockExportInfo>, QmpError>> + Send {
+        ready(Ok(export::query_block_exports(self)))
     }
 
     fn block_resize(
