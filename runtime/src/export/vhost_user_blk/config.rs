@@ -7,7 +7,7 @@ use virtio_bindings::bindings::virtio_blk::{
     VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_SIZE_MAX,
     VIRTIO_BLK_F_TOPOLOGY, VIRTIO_BLK_F_WRITE_ZEROES,
 };
-use virtio_bindings::bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::bindings::virtio_config::{VIRTIO_F_NOTIFY_ON_EMPTY, VIRTIO_F_VERSION_1};
 use virtio_bindings::bindings::virtio_ring::{
     VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
 };
@@ -28,7 +28,9 @@ pub const CONFIG_SIZE: usize = 96;
 /// Offset of the `wce` byte (writeback cache enable).
 pub const WCE_OFFSET: u32 = 32;
 
-/// The virtio feature bits offered: QSD's set.
+/// The virtio feature bits offered: QSD's set, less `VHOST_F_LOG_ALL`
+/// (no dirty-page logging for migration). `NOTIFY_ON_EMPTY` holds since
+/// every completion is notified unless `EVENT_IDX` says otherwise.
 pub fn device_features(writable: bool) -> u64 {
     let mut f = [
         VIRTIO_BLK_F_SIZE_MAX,
@@ -41,6 +43,7 @@ pub fn device_features(writable: bool) -> u64 {
         VIRTIO_BLK_F_CONFIG_WCE,
         VIRTIO_BLK_F_MQ,
         VIRTIO_F_VERSION_1,
+        VIRTIO_F_NOTIFY_ON_EMPTY,
         VIRTIO_RING_F_INDIRECT_DESC,
         VIRTIO_RING_F_EVENT_IDX,
     ]

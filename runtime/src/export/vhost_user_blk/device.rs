@@ -429,11 +429,9 @@ impl VhostUserBackendReqHandlerMut for Device {
         Ok(())
     }
 
-    fn set_backend_req_fd(&mut self, backend: Backend) {
-        backend.set_reply_ack_flag(
-            self.acked_protocol & VhostUserProtocolFeatures::REPLY_ACK.bits() != 0,
-        );
-        self.shared.set_backend(Some(backend));
+    fn set_backend_req_fd(&mut self, _backend: Backend) {
+        // The connection kept its own copy of the channel (see
+        // `channel`), through which config changes are sent.
     }
 
     fn set_gpu_socket(&mut self, _gpu_backend: GpuBackend) -> VuResult<()> {

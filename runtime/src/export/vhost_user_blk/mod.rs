@@ -41,6 +41,7 @@
 //! node.
 
 mod chain;
+mod channel;
 mod config;
 mod device;
 mod inflight;
@@ -59,7 +60,7 @@ use qapi::types::{BlockExportOptionsVhostUserBlk, SocketAddressBranch};
 use qapi::QmpError;
 use tokio::sync::watch;
 use tracing::{debug, warn};
-use vhost::vhost_user::{Backend, BackendReqHandler, VhostUserFrontendReqHandler};
+use vhost::vhost_user::BackendReqHandler;
 
 use super::{ExportContext, ExportDriver, ExportFuture};
 use crate::block::node::Subscription;
@@ -83,7 +84,7 @@ pub(crate) struct Shared {
     /// Where the queues run.
     pub runtime: tokio::runtime::Handle,
     /// The frontend's channel for our requests (config change).
-    backend: Mutex<Option<Backend>>,
+    backend: Mutex<Option<UnixStream>>,
     /// The connected frontend's socket, to disconnect it.
     conn: Mutex<Option<UnixStream>>,
     /// The export is shutting down: a connection just accepted ends at
@@ -92,7 +93,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn lock_backend(&self) -> MutexGuard<'_, Option<Backend>> {
+    fn lock_backend(&self) -> MutexGuard<'_, Option<UnixStream>> {
         self.backend.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -115,25 +116,24 @@ impl Shared {
         self.disk.write_cache.store(on, Ordering::Relaxed);
     }
 
-    pub fn set_backend(&self, b: Option<Backend>) {
+    /// The back-end channel of the connected frontend.
+    pub fn set_backend(&self, b: Option<UnixStream>) {
         *self.lock_backend() = b;
     }
 
     /// The node was resized: new capacity, and tell the frontend.
     fn resized(self: &Arc<Self>, size: u64) {
         self.capacity.store(size >> 9, Ordering::Release);
-        let Some(b) = self.lock_backend().clone() else {
-            return;
-        };
-        // The frontend may wait for our reply to its own message while we
-        // wait for its ack: send from a thread of our own.
-        let _ = std::thread::Builder::new()
-            .name("vhost-blk-cfg".into())
-            .spawn(move || {
-                if let Err(e) = b.handle_config_change() {
+        let chan = self.lock_backend().as_ref().map(UnixStream::try_clone);
+        match chan {
+            Some(Ok(c)) => {
+                if let Err(e) = channel::send_config_change(&c) {
                     debug!("vhost-user-blk: config change not sent: {e}");
                 }
-            });
+            }
+            Some(Err(e)) => debug!("vhost-user-blk: config change not sent: {e}"),
+            None => {}
+        }
     }
 }
 
@@ -305,8 +305,12 @@ fn session(stream: UnixStream, shared: &Arc<Shared>) {
     if shared.stopping.load(Ordering::Acquire) {
         let _ = stream.shutdown(Shutdown::Both);
     }
+    let raw = channel::raw(&stream);
     let mut handler = BackendReqHandler::from_stream(stream, dev.clone());
     loop {
+        if let Some(chan) = channel::peek_backend_channel(raw) {
+            shared.set_backend(Some(chan));
+        }
         if let Err(e) = handler.handle_request() {
             debug!("vhost-user-blk: connection ends: {e}");
             break;
