@@ -97,7 +97,7 @@ pub fn walk<M: GuestMemory>(
             if indirect {
                 return Err(ChainError::NestedIndirect);
             }
-            if flags & F_NEXT != 0 || d.len() == 0 || d.len() % 16 != 0 {
+            if flags & F_NEXT != 0 || d.len() == 0 || !d.len().is_multiple_of(16) {
                 return Err(ChainError::BadIndirectTable);
             }
             let n = d.len() / 16;

@@ -72,7 +72,7 @@ impl BlkConfig {
     /// The little-endian `struct virtio_blk_config` (QSD's values: no size
     /// limit, 126 segments, minimal topology hints, one discard and one
     /// write-zeroes segment of at most 16 MiB).
-    pub fn to_bytes(&self) -> [u8; CONFIG_SIZE] {
+    pub fn to_bytes(self) -> [u8; CONFIG_SIZE] {
         let mut b = [0u8; CONFIG_SIZE];
         let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
         put(0, &self.capacity.to_le_bytes());

@@ -120,7 +120,7 @@ impl Region {
 
     fn at<T>(&self, off: usize) -> Option<&T> {
         let align = std::mem::align_of::<T>();
-        if off % align != 0 || off.checked_add(std::mem::size_of::<T>())? > self.len {
+        if !off.is_multiple_of(align) || off.checked_add(std::mem::size_of::<T>())? > self.len {
             return None;
         }
         // SAFETY: `off` is inside the mapping and aligned for `T`, an

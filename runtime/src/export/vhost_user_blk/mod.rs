@@ -35,10 +35,10 @@
 //!
 //! # Shutdown
 //!
-//! `block-export-del` (safe: refused while a frontend is connected; hard:
-//! the frontend is disconnected) and daemon exit stop accepting, close
+//! `block-export-del` (safe or hard alike: as in QSD a connected frontend
+//! does not keep the export in use) and daemon exit stop accepting, close
 //! the connection, let the requests in flight complete, and release the
-//! node.
+//! node; the command returns once all that is done.
 
 mod chain;
 mod channel;
@@ -142,8 +142,6 @@ pub struct VhostUserBlkExport {
     shared: Arc<Shared>,
     /// Set to stop accepting connections.
     stop: watch::Sender<bool>,
-    /// Whether a frontend is connected.
-    connected: Arc<AtomicBool>,
     /// Becomes true when the accept task and any session have ended.
     stopped: watch::Receiver<bool>,
     _resize: Subscription,
@@ -217,18 +215,10 @@ pub fn create(
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (stopped_tx, stopped_rx) = watch::channel(false);
-    let connected = Arc::new(AtomicBool::new(false));
-    tokio::spawn(accept_loop(
-        listener,
-        shared.clone(),
-        stop_rx,
-        stopped_tx,
-        connected.clone(),
-    ));
+    tokio::spawn(accept_loop(listener, shared.clone(), stop_rx, stopped_tx));
     Ok(Arc::new(VhostUserBlkExport {
         shared,
         stop: stop_tx,
-        connected,
         stopped: stopped_rx,
         _resize: resize,
     }))
@@ -240,7 +230,6 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     stopped: watch::Sender<bool>,
-    connected: Arc<AtomicBool>,
 ) {
     loop {
         let stream = tokio::select! {
@@ -264,7 +253,6 @@ async fn accept_loop(
                 continue;
             }
         };
-        connected.store(true, Ordering::Release);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let sh = shared.clone();
         let spawned = std::thread::Builder::new()
@@ -278,7 +266,6 @@ async fn accept_loop(
         } else {
             let _ = done_rx.await;
         }
-        connected.store(false, Ordering::Release);
         if *stop.borrow() {
             break;
         }
@@ -327,8 +314,10 @@ fn session(stream: UnixStream, shared: &Arc<Shared>) {
 }
 
 impl ExportDriver for VhostUserBlkExport {
+    /// Never: as in QSD, a connected frontend does not hold the export;
+    /// even a `safe` delete disconnects it.
     fn in_use(&self) -> bool {
-        self.connected.load(Ordering::Acquire)
+        false
     }
 
     fn shutdown(&self) -> ExportFuture {

@@ -43,14 +43,17 @@ pub struct Disk {
 impl Disk {
     /// QEMU's `virtio_blk_sect_range_ok`.
     fn range_ok(&self, sector: u64, size: u64) -> bool {
-        if size % 512 != 0 {
+        if !size.is_multiple_of(512) {
             return false;
         }
         let nb = size >> SECTOR_SHIFT;
         if nb > REQUEST_MAX_SECTORS {
             return false;
         }
-        if sector.wrapping_shl(SECTOR_SHIFT) % u64::from(self.blk_size) != 0 {
+        if !sector
+            .wrapping_shl(SECTOR_SHIFT)
+            .is_multiple_of(u64::from(self.blk_size))
+        {
             return false;
         }
         let total = self.node.size() >> SECTOR_SHIFT;
