@@ -218,12 +218,26 @@ impl Device {
     }
 }
 
+/// A region must lie inside its file: touching a mapping past the end of
+/// the file would kill the daemon with SIGBUS.
+fn check_file_size(file: &File, offset: u64, size: u64) -> VuResult<()> {
+    let len = file.metadata().map_err(VuError::ReqHandlerError)?.len();
+    match offset.checked_add(size) {
+        Some(end) if end <= len && size > 0 => Ok(()),
+        _ => Err(einval()),
+    }
+}
+
 fn set_nonblocking(fd: &OwnedFd) {
-    // SAFETY: fcntl on a descriptor we own.
+    set_nonblocking_raw(fd.as_raw_fd());
+}
+
+fn set_nonblocking_raw(fd: std::os::fd::RawFd) {
+    // SAFETY: fcntl on a descriptor the caller owns.
     unsafe {
-        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        let fl = libc::fcntl(fd, libc::F_GETFL);
         if fl >= 0 {
-            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+            libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
         }
     }
 }
@@ -290,6 +304,7 @@ impl VhostUserBackendReqHandlerMut for Device {
         let mut regions = Vec::new();
         let mut mappings = Vec::new();
         for (region, file) in ctx.iter().zip(files) {
+            check_file_size(&file, region.mmap_offset, region.memory_size)?;
             let r = GuestRegionMmap::new(
                 region.mmap_region(file)?,
                 GuestAddress(region.guest_phys_addr),
@@ -371,6 +386,11 @@ impl VhostUserBackendReqHandlerMut for Device {
     }
 
     fn set_vring_call(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
+        // A notification must never block a queue task (QEMU's own
+        // eventfds are non-blocking anyway).
+        if let Some(f) = &fd {
+            set_nonblocking_raw(f.as_raw_fd());
+        }
         let r = self.ring(u32::from(index))?;
         r.vring.set_call(fd);
         Ok(())
@@ -494,6 +514,7 @@ impl VhostUserBackendReqHandlerMut for Device {
         if self.mappings.len() as u64 >= MAX_MEM_SLOTS {
             return Err(einval());
         }
+        check_file_size(&fd, region.mmap_offset, region.memory_size)?;
         let r = Arc::new(
             GuestRegionMmap::new(
                 region.mmap_region(fd)?,

@@ -79,6 +79,11 @@ impl Region {
         if len < need || len == 0 || queue_size == 0 {
             return Err(einval());
         }
+        // Mapping past the end of the file would fault on access.
+        let flen = file.metadata()?.len();
+        if offset.checked_add(size).is_none_or(|end| end > flen) {
+            return Err(einval());
+        }
         let off = libc::off_t::try_from(offset).map_err(|_| einval())?;
         // SAFETY: mapping a file we own, shared, at a fresh address; the
         // result is checked below.
