@@ -38,6 +38,9 @@ pub type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
 /// The state of one vring.
 pub type Vring = VringMutex<Mem>;
 
+/// Requests moving at least this many bytes run as tasks of their own.
+const SPAWN_BYTES: u64 = 64 * 1024;
+
 type ReqFuture = Pin<Box<dyn std::future::Future<Output = (u16, u32)> + Send>>;
 
 /// What a queue task needs.
@@ -253,12 +256,24 @@ impl Runner {
         let table = GuestAddress(self.p.vring.get_ref().get_queue().desc_table());
         match chain::walk(mem.deref(), table, self.size, head) {
             Ok(c) => {
+                let big =
+                    chain::total_len(&c.readable) + chain::total_len(&c.writable) >= SPAWN_BYTES;
                 let disk = self.p.disk.clone();
                 let mem = mem.clone();
-                self.pending.push(Box::pin(async move {
+                let fut = async move {
                     let used = request::process(&disk, mem.deref(), c).await;
                     (head, used)
-                }));
+                };
+                if big {
+                    // Copying a large request in and out of guest memory
+                    // takes a while: let another worker thread do it
+                    // while this one goes on with the queue.
+                    let task = tokio::spawn(fut);
+                    self.pending
+                        .push(Box::pin(async move { task.await.unwrap_or((head, 0)) }));
+                } else {
+                    self.pending.push(Box::pin(fut));
+                }
             }
             Err(e) if head < self.size => {
                 debug!("vhost-user-blk queue {}: head {head}: {e}", self.p.index);
