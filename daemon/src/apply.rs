@@ -207,9 +207,7 @@ impl Startup {
                 // From the command line, `fd` addresses name inherited
                 // descriptors by number.
                 let origin = qsd_runtime::chardev::Origin::Cli { location: None };
-                qsd_runtime::export::block_export_add(d, o, &origin)
-                    .await
-                    .map_err(|e| error(e.desc))
+                qsd_runtime::export::block_export_add_from(d, o, &origin).map_err(|e| error(e.desc))
             }
             Opt::NbdServer => {
                 let o: NbdServerOptions = parse_value(&arg, QsdOption::NbdServer)?;

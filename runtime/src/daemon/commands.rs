@@ -73,6 +73,8 @@ impl Commands for Daemon {
     async fn quit(&self, _cx: &CommandContext) -> Result<(), QmpError> {
         // QEMU cancels the jobs on its way out, before the reply.
         jobs::cancel_sync_all(self).await;
+        // QSD removes the exports on its way out, events first.
+        export::close_all(self).await;
         self.request_quit();
         Ok(())
     }
@@ -410,33 +412,6 @@ impl Commands for Daemon {
         ready(block::qmp::x_debug_query_block_graph(self))
     }
 
-    // block-export.json
-
-    fn block_export_add(
-        &self,
-        _cx: &CommandContext,
-        args: BlockExportOptions,
-    ) -> impl Future<Output = Result<(), QmpError>> + Send {
-        let d = self.clone();
-        async move { export::block_export_add(&d, args, &chardev::Origin::Qmp).await }
-    }
-
-    fn block_export_del(
-        &self,
-        _cx: &CommandContext,
-        args: BlockExportDelArgs,
-    ) -> impl Future<Output = Result<(), QmpError>> + Send {
-        let d = self.clone();
-        async move { export::block_export_del(&d, &args.id, args.mode).await }
-    }
-
-    fn query_block_exports(
-        &self,
-        _cx: &CommandContext,
-    ) -> impl Future<Output = Result<Vec<BlockExportInfo>, QmpError>> + Send {
-        ready(Ok(export::query_block_exports(self)))
-    }
-
     fn block_resize(
         &self,
         _cx: &CommandContext,
@@ -452,5 +427,63 @@ impl Commands for Daemon {
         args: BlockSetWriteThresholdArgs,
     ) -> impl Future<Output = Result<(), QmpError>> + Send {
         ready(block::qmp::block_set_write_threshold(self, args))
+    }
+
+    // block-export.json
+
+    fn nbd_server_start(
+        &self,
+        _cx: &CommandContext,
+        args: NbdServerOptionsLegacy,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(export::nbd::server::qmp_nbd_server_start(self, args))
+    }
+
+    fn nbd_server_stop(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        let d = self.clone();
+        async move { export::nbd::server::qmp_nbd_server_stop(&d).await }
+    }
+
+    fn nbd_server_add(
+        &self,
+        _cx: &CommandContext,
+        args: NbdServerAddOptions,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(export::nbd_server_add(self, args))
+    }
+
+    fn nbd_server_remove(
+        &self,
+        _cx: &CommandContext,
+        args: NbdServerRemoveArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(export::nbd_server_remove(self, args))
+    }
+
+    fn block_export_add(
+        &self,
+        _cx: &CommandContext,
+        args: BlockExportOptions,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(export::block_export_add(self, args))
+    }
+
+    fn block_export_del(
+        &self,
+        _cx: &CommandContext,
+        args: BlockExportDelArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        let d = self.clone();
+        async move { export::block_export_del_any(&d, args).await }
+    }
+
+    fn query_block_exports(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<Vec<BlockExportInfo>, QmpError>> + Send {
+        ready(export::query_block_exports(self))
     }
 }

@@ -37,8 +37,8 @@ pub struct Inner {
     pub jobs: jobs::Registry,
     /// The block graph (nodes, their users, permissions).
     pub block: block::BlockGraph,
-    /// The block exports (`block-export-add`).
-    pub exports: export::Registry,
+    /// Block exports and the NBD server.
+    pub exports: export::Exports,
     /// Serializes in-band commands (QEMU's big lock).
     pub command_lock: tokio::sync::Mutex<()>,
     quit: tokio::sync::watch::Sender<bool>,
@@ -85,7 +85,7 @@ impl Daemon {
                 objects: objects::Registry::new(),
                 jobs: jobs::Registry::default(),
                 block: block::BlockGraph::new(sink),
-                exports: export::Registry::default(),
+                exports: export::Exports::default(),
                 command_lock: tokio::sync::Mutex::new(()),
                 quit,
             }
