@@ -645,3 +645,39 @@ fn iothread_and_writethrough() {
         assert!(read_file(&s.img, i * 4096, 4096) == pattern(i, 4096));
     }
 }
+
+/// Deleting the iothread (QSD allows it) moves the queues of the next
+/// frontend to the main loop.
+#[test]
+fn iothread_deleted_under_the_export() {
+    let s = setup_with(
+        Impl::Ours,
+        16 * MIB,
+        ",writable=on,iothread=io0",
+        &["--object", "iothread,id=io0"],
+    );
+    let mut q = s.d.qmp();
+    let r = q.cmd(r#"{"execute":"object-del","arguments":{"id":"io0"}}"#);
+    assert!(r.get("return").is_some(), "{r}");
+    let mut c = Client::connect(&s.sock, Opts::default());
+    c.start();
+    let d = c.one(
+        0,
+        Op::Write {
+            sector: 0,
+            data: pattern(3, 4096),
+        },
+    );
+    assert_eq!(d.status, S_OK);
+    assert!(
+        c.one(
+            0,
+            Op::Read {
+                sector: 0,
+                len: 4096
+            }
+        )
+        .data
+            == pattern(3, 4096)
+    );
+}

@@ -66,8 +66,8 @@ pub struct ExportContext<'a> {
     pub writable: bool,
     /// `writethrough` (false by default).
     pub writethrough: bool,
-    /// The runtime of the requested iothread, if any.
-    pub iothread: Option<tokio::runtime::Handle>,
+    /// The requested iothread, if any.
+    pub iothread: Option<Arc<crate::objects::IoThread>>,
     /// Who asked: the command line can pass descriptors by number, QMP
     /// cannot (QSD has no descriptor passing).
     pub origin: &'a Origin,
@@ -214,7 +214,7 @@ pub fn block_export_add_from(
         // NBD exports run on the shared runtime; other types run their
         // queues on the iothread. Nodes are not tied to a thread, so
         // moving never fails and `fixed-iothread` changes nothing.
-        iothread = t.handle();
+        iothread = Some(t);
     }
     let nbd_args = match &opts.u {
         BlockExportOptionsBranch::Nbd(n) => n,
@@ -267,7 +267,7 @@ fn add_other(
     opts: &BlockExportOptions,
     node: Arc<BlockNode>,
     writable: bool,
-    iothread: Option<tokio::runtime::Handle>,
+    iothread: Option<Arc<crate::objects::IoThread>>,
     origin: &Origin,
     create: impl FnOnce(&ExportContext<'_>) -> Result<Arc<dyn ExportDriver>, QmpError>,
 ) -> Result<(), QmpError> {

@@ -135,7 +135,7 @@ impl Device {
         let num = self.shared.num_queues;
         let track = self.inflight.clone();
         let disk = self.shared.disk.clone();
-        let rt = self.shared.runtime.clone();
+        let rt = self.shared.runtime();
         let mem = self.mem.clone();
         let r = &mut self.rings[index];
         if r.running.is_some() || !r.kicked || !r.addr_set {

@@ -16,9 +16,9 @@
 //! - Options: `addr` (`unix`, or `fd` from the command line), `writable`,
 //!   `logical-block-size` (power of two, 512 B to 2 MiB), `num-queues`
 //!   (at least 1), `writethrough`, `iothread` (the queues run on that
-//!   iothread's event loop; otherwise on the main runtime's worker
-//!   threads), `fixed-iothread` (accepted; our nodes are not tied to a
-//!   thread, so moving them never fails).
+//!   iothread's event loop; otherwise, or once it was deleted, on the main
+//!   runtime's worker threads), `fixed-iothread` (accepted; our nodes are
+//!   not tied to a thread, so moving them never fails).
 //! - One frontend at a time; further connections wait in the listen
 //!   backlog until it disconnects, then the next one is served (a VMM may
 //!   reconnect without restarting the daemon).
@@ -65,6 +65,7 @@ use vhost::vhost_user::BackendReqHandler;
 use super::{ExportContext, ExportDriver, ExportFuture};
 use crate::block::node::Subscription;
 use crate::block::NodeEvent;
+use crate::objects::IoThread;
 use config::BlkConfig;
 pub use device::protocol_features;
 use device::Device;
@@ -81,8 +82,11 @@ pub(crate) struct Shared {
     pub num_queues: u16,
     /// Capacity in sectors (follows resizes).
     capacity: AtomicU64,
-    /// Where the queues run.
-    pub runtime: tokio::runtime::Handle,
+    /// The iothread the queues run on, if any.
+    iothread: Option<Arc<IoThread>>,
+    /// The main runtime: queues run there without an iothread, or once it
+    /// was deleted.
+    main: tokio::runtime::Handle,
     /// The frontend's channel for our requests (config change).
     backend: Mutex<Option<UnixStream>>,
     /// The connected frontend's socket, to disconnect it.
@@ -99,6 +103,14 @@ impl Shared {
 
     fn lock_conn(&self) -> MutexGuard<'_, Option<UnixStream>> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Where a queue starting now runs.
+    pub fn runtime(&self) -> tokio::runtime::Handle {
+        self.iothread
+            .as_ref()
+            .and_then(|t| t.handle())
+            .unwrap_or_else(|| self.main.clone())
     }
 
     /// The configuration space as the guest sees it now.
@@ -188,10 +200,6 @@ pub fn create(
         }
         None => return Err(QmpError::generic("no socket to listen on")),
     };
-    let runtime = cx
-        .iothread
-        .clone()
-        .unwrap_or_else(tokio::runtime::Handle::current);
     let shared = Arc::new(Shared {
         disk: Arc::new(Disk {
             node: cx.node.clone(),
@@ -201,7 +209,8 @@ pub fn create(
         }),
         num_queues,
         capacity: AtomicU64::new(cx.node.size() >> 9),
-        runtime,
+        iothread: cx.iothread.clone(),
+        main: tokio::runtime::Handle::current(),
         backend: Mutex::new(None),
         conn: Mutex::new(None),
         stopping: AtomicBool::new(false),
