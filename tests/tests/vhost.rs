@@ -316,7 +316,14 @@ fn logical_block_size_alignment_matches_qsd() {
     let mut res = Vec::new();
     for which in both() {
         let s = setup(which, 16 * MIB, ",writable=on,logical-block-size=4096");
-        let mut c = Client::connect(&s.sock, Opts::default());
+        // Also: without EVENT_IDX (every completion is notified).
+        let mut c = Client::connect(
+            &s.sock,
+            Opts {
+                event_idx: false,
+                ..Opts::default()
+            },
+        );
         c.start();
         res.push(c.run(0, &ops, 1));
     }
