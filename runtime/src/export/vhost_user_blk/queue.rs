@@ -141,7 +141,9 @@ impl Runner {
                     }
                 }
                 r = kick.readable() => {
-                    let mut guard = r?;
+                    // Should the eventfd fail, stop taking requests but
+                    // still complete those in flight.
+                    let Ok(mut guard) = r else { break };
                     let mut cnt = [0u8; 8];
                     // Drain the eventfd; WouldBlock clears the readiness.
                     let _ = guard.try_io(|f| {
@@ -225,7 +227,15 @@ impl Runner {
                     self.broken(format_args!("available index {} runs ahead", avail.0));
                     return;
                 } else {
-                    q.pop_descriptor_chain(mem.deref()).map(|c| c.head_index())
+                    match q.pop_descriptor_chain(mem.deref()) {
+                        Some(c) => Some(c.head_index()),
+                        None => {
+                            // Available but unreadable: do not spin on it.
+                            drop(st);
+                            self.broken(format_args!("available ring entry unreadable"));
+                            return;
+                        }
+                    }
                 }
             };
             match head {
