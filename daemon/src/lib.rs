@@ -183,6 +183,12 @@ async fn serve(
     // QSD's order: jobs are cancelled (and waited for), then monitors,
     // chardevs and user-created objects are cleaned up.
     qsd_runtime::jobs::shutdown(&daemon).await;
+    // Then exports: clients are disconnected, requests in flight finish.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        qsd_runtime::export::close_all(&daemon),
+    )
+    .await;
     // Let every monitor finish writing (the reply to `quit` included).
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         for m in monitors {

@@ -306,11 +306,8 @@ fn other_export_types_are_not_implemented() {
         "blockdev-add",
         json!({"driver": "file", "node-name": "n", "filename": dir.join("a.img")}),
     ));
+    // (vhost-user-blk is implemented: tests/tests/vhost_qmp.rs.)
     for (typ, extra) in [
-        (
-            "vhost-user-blk",
-            json!({"addr": {"type": "unix", "path": dir.join("v.sock")}}),
-        ),
         ("fuse", json!({"mountpoint": dir.join("a.img")})),
         ("vduse-blk", json!({"name": "v"})),
     ] {

@@ -476,7 +476,8 @@ impl Commands for Daemon {
         _cx: &CommandContext,
         args: BlockExportDelArgs,
     ) -> impl Future<Output = Result<(), QmpError>> + Send {
-        ready(export::block_export_del(self, args))
+        let d = self.clone();
+        async move { export::block_export_del_any(&d, args).await }
     }
 
     fn query_block_exports(
