@@ -49,7 +49,7 @@ use qapi::keyval::QsdOption;
 use qapi::qemuopts::{self, FlagWarning, OptDesc, QemuOpts, QemuOptsErrorKind};
 use qapi::types::{
     BlockExportOptions, BlockdevOptions, MonitorMode, MonitorOptions, NbdServerOptions,
-    NbdServerOptionsLegacy, ObjectOptions, SocketAddressLegacy,
+    ObjectOptions,
 };
 use qapi::visit::{from_value, Mode, Visit};
 use qsd_runtime::chardev::CharConn;
@@ -151,25 +151,6 @@ fn cli_context() -> CommandContext {
     }
 }
 
-/// `NbdServerOptions` carries a flat `SocketAddress`; `nbd-server-start`
-/// takes the legacy wrapped form (`{"type": T, "data": {…}}`).
-fn legacy_nbd_options(o: NbdServerOptions) -> Result<NbdServerOptionsLegacy, Stop> {
-    let mut addr = serde_json::to_value(&o.addr).map_err(|e| error(e.to_string()))?;
-    let ty = addr
-        .as_object_mut()
-        .and_then(|m| m.remove("type"))
-        .unwrap_or(Value::Null);
-    let legacy = serde_json::json!({ "type": ty, "data": addr });
-    let addr: SocketAddressLegacy = from_value(&legacy, Mode::Json).map_err(|e| error(e.0))?;
-    Ok(NbdServerOptionsLegacy {
-        handshake_max_seconds: o.handshake_max_seconds,
-        tls_creds: o.tls_creds,
-        tls_authz: o.tls_authz,
-        max_connections: o.max_connections,
-        addr,
-    })
-}
-
 impl Startup {
     pub fn new(daemon: Daemon, rep: Reporter) -> Startup {
         Startup {
@@ -204,12 +185,16 @@ impl Startup {
             }
             Opt::Export => {
                 let o: BlockExportOptions = parse_value(&arg, QsdOption::Export)?;
-                d.block_export_add(&cx, o).await.map_err(|e| error(e.desc))
+                // From the command line, `fd` addresses name inherited
+                // descriptors by number.
+                let origin = qsd_runtime::chardev::Origin::Cli { location: None };
+                qsd_runtime::export::block_export_add_from(d, o, &origin).map_err(|e| error(e.desc))
             }
             Opt::NbdServer => {
+                // The command line's own entry point: unlike QMP, it can
+                // take a passed listening socket (`addr.type=fd`).
                 let o: NbdServerOptions = parse_value(&arg, QsdOption::NbdServer)?;
-                let o = legacy_nbd_options(o)?;
-                d.nbd_server_start(&cx, o).await.map_err(|e| error(e.desc))
+                qsd_runtime::export::nbd::server::nbd_server_start(d, o).map_err(|e| error(e.desc))
             }
             Opt::Object => self.object(&arg).await,
             Opt::Monitor => {

@@ -71,8 +71,8 @@ impl Commands for Daemon {
     }
 
     async fn quit(&self, _cx: &CommandContext) -> Result<(), QmpError> {
-        // QEMU closes the exports and cancels the jobs on its way out,
-        // before the reply (so their events come first).
+        // QSD closes the exports, then cancels the jobs on its way out,
+        // before the reply (their events come first, in that order).
         export::close_all(self).await;
         jobs::cancel_sync_all(self).await;
         self.request_quit();
@@ -447,36 +447,37 @@ impl Commands for Daemon {
         async move { export::nbd::server::qmp_nbd_server_stop(&d).await }
     }
 
-    async fn nbd_server_add(
+    fn nbd_server_add(
         &self,
         _cx: &CommandContext,
         args: NbdServerAddOptions,
-    ) -> Result<(), QmpError> {
-        export::nbd_server_add(self, args).await
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(export::nbd_server_add(self, args))
     }
 
-    async fn nbd_server_remove(
+    fn nbd_server_remove(
         &self,
         _cx: &CommandContext,
         args: NbdServerRemoveArgs,
-    ) -> Result<(), QmpError> {
-        export::nbd_server_remove(self, args).await
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(export::nbd_server_remove(self, args))
     }
 
-    async fn block_export_add(
+    fn block_export_add(
         &self,
         _cx: &CommandContext,
         args: BlockExportOptions,
-    ) -> Result<(), QmpError> {
-        export::block_export_add(self, args).await
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(export::block_export_add(self, args))
     }
 
-    async fn block_export_del(
+    fn block_export_del(
         &self,
         _cx: &CommandContext,
         args: BlockExportDelArgs,
-    ) -> Result<(), QmpError> {
-        export::block_export_del(self, args).await
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        let d = self.clone();
+        async move { export::block_export_del_any(&d, args).await }
     }
 
     fn query_block_exports(

@@ -1,41 +1,32 @@
 //! Block exports: servers that make block nodes reachable from outside.
 //!
-//! - [`nbd`]: the NBD export and the built-in NBD server;
+//! - [`nbd`]: the NBD export and the built-in NBD server.
+//! - [`vhost_user_blk`]: the vhost-user-blk back end.
 //! - [`fuse`]: the FUSE export (the node's content as a regular file).
 //!
 //! This module keeps the exports of a daemon and implements the QMP
 //! commands common to every export type, with QEMU's checks and texts:
-//! `block-export-add`, `block-export-del`, `query-block-exports`, the
-//! deprecated `nbd-server-add`/`nbd-server-remove`, and the shutdown at
-//! exit. `vhost-user-blk` and `vduse-blk` are refused with an error saying
-//! so, after the checks every export type shares.
+//! `block-export-add`, `block-export-del`, `query-block-exports`, and the
+//! deprecated `nbd-server-add`/`nbd-server-remove`. NBD, vhost-user-blk
+//! and FUSE exports are implemented; `vduse-blk` is refused with an error
+//! saying so, after the checks every export type shares.
+//!
+//! Export types other than NBD plug in through [`ExportDriver`]: the
+//! registry lists them with the NBD exports (one creation order for all)
+//! and asks them to shut down.
 //!
 //! Life of an export (as QEMU's `BlockExport`): it is listed (newest
 //! first) from its creation until it is gone. Removal (`block-export-del`,
-//! `nbd-server-stop` for NBD exports, quitting) first marks it as shutting
-//! down; it is gone, and `BLOCK_EXPORT_DELETED` sent, when its last user
-//! has left: at once when there is none (the event then comes before the
-//! command's reply), else later.
-//!
-//! # Adding an export type
-//!
-//! NBD exports have their own client bookkeeping ([`nbd::NbdExport`]).
-//! Other types implement [`ExportDriver`], get what QEMU's generic layer
-//! prepares in a [`NewExport`] (the node attached as an unnamed block
-//! backend with `consistent-read`, plus `write` for writable exports,
-//! sharing everything) and are reference counted like QEMU's
-//! `BlockExport`: the user (QMP) owns one reference, the export takes more
-//! while it works ([`ExportRefs::acquire`]); when the last one goes the
-//! export is removed from the list, [`ExportDriver::delete`] runs, the
-//! driver is dropped (releasing the node) and the event is sent. A type
-//! plugs in with a branch in [`block_export_add`].
+//! `nbd-server-stop`, quitting) first marks it as shutting down and
+//! disconnects its clients; it is gone, and `BLOCK_EXPORT_DELETED` sent,
+//! when the last client has left: at once when there is none (the event
+//! then comes before the command's reply), else later (after the reply).
 
 pub mod fuse;
 pub mod nbd;
+pub mod vhost_user_blk;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use qapi::events::Event;
 use qapi::types::{
@@ -46,197 +37,70 @@ use qapi::types::{
 use qapi::QmpError;
 
 use crate::block::{Attachment, BlockNode, ParentKind, Perm};
-use crate::daemon::{Daemon, WeakDaemon};
+use crate::chardev::Origin;
+use crate::daemon::Daemon;
 
 use nbd::{NbdExport, NbdServer};
 
-/// The type-specific part of an export other than NBD.
-pub trait ExportDriver: Send + Sync + 'static {
-    /// QEMU's `request_shutdown`: stop taking new work (clients,
-    /// requests). Called at most once, by `block-export-del` or at exit.
-    fn request_shutdown(&self);
+/// A future the registry waits for.
+pub type ExportFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-    /// QEMU's `delete`: the last reference is gone; release the outside
-    /// resources (unmount, close sockets). The registry drops the driver
-    /// right after, which must release the node's [`Attachment`].
-    fn delete(&self);
+/// What the registry needs from a running export of a type other than
+/// NBD.
+pub trait ExportDriver: Send + Sync {
+    /// Whether users hold the export (a `safe` delete is then refused
+    /// with "export 'ID' still in use").
+    fn in_use(&self) -> bool;
 
-    /// Whether `block-export-del` in `safe` mode must refuse because of
-    /// the `extra` references the export holds besides the user's (QEMU:
-    /// any, e.g. connected clients).
-    fn in_use(&self, extra: usize) -> bool {
-        extra > 0
-    }
-
-    /// Whether `block-export-del` waits until the export is gone before
-    /// it replies. QEMU's FUSE export serves requests in the monitor's
-    /// thread, so a removal there only runs once the requests in flight
-    /// are done, and the deletion event precedes the reply.
-    fn removal_waits(&self) -> bool {
-        false
-    }
+    /// Stops the export: no new clients, connected ones are disconnected,
+    /// requests in flight finish. The future completes when nothing of the
+    /// export runs any more.
+    fn shutdown(&self) -> ExportFuture;
 }
 
-/// What the registry hands an export type's constructor.
-pub struct NewExport {
-    /// The export id.
-    pub id: String,
+/// Everything an export type's constructor gets from the generic part.
+pub struct ExportContext<'a> {
+    pub daemon: &'a Daemon,
+    pub opts: &'a BlockExportOptions,
     /// The exported node.
     pub node: Arc<BlockNode>,
-    /// The export's hold on the node: `consistent-read`, plus `write` for
-    /// writable exports, sharing everything. The driver may change it
-    /// ([`Attachment::set_perm`]) and must keep it until it is dropped.
-    pub attachment: Attachment,
-    /// `writable` (default false).
+    /// The export's hold on the node (`consistent-read`, plus `write` when
+    /// writable, sharing everything), kept by the registry until the
+    /// export is gone; a type may change its permissions (FUSE adds
+    /// `resize`).
+    pub attachment: &'a Attachment,
+    /// `writable` (false by default; checked against the node).
     pub writable: bool,
-    /// `writethrough` (default false): writes must be on stable storage
-    /// before they complete (QEMU disables the backend's write cache).
+    /// `writethrough` (false by default).
     pub writethrough: bool,
-    /// Where the export's work runs: the iothread's runtime when one was
-    /// given, else the daemon's.
-    pub runtime: tokio::runtime::Handle,
-    /// Lets the export take references while it works.
-    pub refs: ExportRefs,
+    /// The requested iothread, if any.
+    pub iothread: Option<Arc<crate::objects::IoThread>>,
+    /// Who asked: the command line can pass descriptors by number, QMP
+    /// cannot (QSD has no descriptor passing).
+    pub origin: &'a Origin,
 }
 
-/// The reference-counted part of a driver-based export.
-struct Core {
+/// A listed export of a type other than NBD.
+struct OtherExport {
     id: String,
-    kind: BlockExportType,
+    type_: BlockExportType,
     node_name: String,
-    /// References: the user's (until removal) plus the export's own.
-    refs: AtomicUsize,
-    /// The user still owns the export (not shutting down).
-    user_owned: AtomicBool,
-    driver: Mutex<Option<Box<dyn ExportDriver>>>,
-    daemon: WeakDaemon,
-}
-
-impl Core {
-    fn driver(&self) -> MutexGuard<'_, Option<Box<dyn ExportDriver>>> {
-        lock(&self.driver)
-    }
-
-    /// Drops one reference; the last one deletes the export.
-    fn release(self: &Arc<Self>) {
-        if self.refs.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.delete();
-        }
-    }
-
-    /// QEMU's `blk_exp_delete_bh`.
-    fn delete(self: &Arc<Self>) {
-        let daemon = self.daemon.upgrade();
-        if let Some(d) = &daemon {
-            lock(&d.exports.list)
-                .retain(|e| !matches!(e, Listed::Driver(c) if Arc::ptr_eq(c, self)));
-        }
-        let driver = self.driver().take();
-        if let Some(drv) = driver {
-            drv.delete();
-            drop(drv);
-        }
-        tracing::debug!(id = %self.id, "block export deleted");
-        if let Some(d) = &daemon {
-            d.emit(Event::BlockExportDeleted(BlockExportDeletedData {
-                id: self.id.clone(),
-            }));
-            d.exports.changed.notify_waiters();
-        }
-    }
-
-    /// Asks the export to shut down and drops the user's reference (QEMU's
-    /// `blk_exp_request_shutdown`).
-    fn request_shutdown(self: &Arc<Self>) {
-        if !self.user_owned.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        // The driver is only taken by `delete`, which needs the user's
-        // reference to be gone first.
-        let drv = self.driver();
-        if let Some(drv) = drv.as_ref() {
-            drv.request_shutdown();
-        }
-        drop(drv);
-        self.release();
-    }
-}
-
-/// A source of references on one export, for the export itself.
-#[derive(Clone)]
-pub struct ExportRefs(Weak<Core>);
-
-impl ExportRefs {
-    /// Takes a reference (QEMU's `blk_exp_ref`), unless the export is
-    /// already being deleted (every reference was dropped).
-    pub fn acquire(&self) -> Option<ExportRef> {
-        let core = self.0.upgrade()?;
-        let mut n = core.refs.load(Ordering::Acquire);
-        loop {
-            if n == 0 {
-                return None;
-            }
-            match core
-                .refs
-                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return Some(ExportRef(core)),
-                Err(cur) => n = cur,
-            }
-        }
-    }
-}
-
-/// A reference on an export; dropping the last one deletes it.
-pub struct ExportRef(Arc<Core>);
-
-impl Drop for ExportRef {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
-/// One export of the list.
-#[derive(Clone)]
-enum Listed {
-    Nbd(Arc<NbdExport>),
-    Driver(Arc<Core>),
-}
-
-impl Listed {
-    fn id(&self) -> &str {
-        match self {
-            Listed::Nbd(e) => &e.id,
-            Listed::Driver(c) => &c.id,
-        }
-    }
-
-    fn info(&self) -> BlockExportInfo {
-        match self {
-            Listed::Nbd(e) => BlockExportInfo {
-                id: e.id.clone(),
-                type_: BlockExportType::Nbd,
-                node_name: e.node.name().to_string(),
-                shutting_down: e.is_shutting_down(),
-            },
-            Listed::Driver(c) => BlockExportInfo {
-                id: c.id.clone(),
-                type_: c.kind,
-                node_name: c.node_name.clone(),
-                shutting_down: !c.user_owned.load(Ordering::Acquire),
-            },
-        }
-    }
+    shutting_down: bool,
+    driver: Arc<dyn ExportDriver>,
+    /// Holds the node until the export is gone.
+    attachment: Option<Attachment>,
 }
 
 /// The exports of a daemon and its NBD server.
 #[derive(Default)]
 pub struct Exports {
-    /// Every export, newest first (QEMU's list order).
-    list: Mutex<Vec<Listed>>,
+    /// Every NBD export, newest first (QEMU's list order).
+    list: Mutex<Vec<Arc<NbdExport>>>,
     nbd_server: Mutex<Option<Arc<NbdServer>>>,
-    /// Woken when a driver-based export is deleted.
-    changed: tokio::sync::Notify,
+    /// Exports of the other types.
+    others: Mutex<Vec<OtherExport>>,
+    /// The ids of all exports, newest first: the order across types.
+    order: Mutex<Vec<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -257,59 +121,38 @@ impl Exports {
         lock(&self.nbd_server).take()
     }
 
-    /// Whether an export (of any type) has the id `id`.
-    pub fn contains(&self, id: &str) -> bool {
-        lock(&self.list).iter().any(|e| e.id() == id)
-    }
-
-    fn find(&self, id: &str) -> Option<Listed> {
-        lock(&self.list).iter().find(|e| e.id() == id).cloned()
+    /// The export with id `id`.
+    pub fn find(&self, id: &str) -> Option<Arc<NbdExport>> {
+        lock(&self.list).iter().find(|e| e.id == id).cloned()
     }
 
     /// The NBD export that clients know as `name` (not being removed).
     pub fn nbd_find(&self, name: &str) -> Option<Arc<NbdExport>> {
-        self.all_nbd()
-            .into_iter()
+        lock(&self.list)
+            .iter()
             .find(|e| e.desc.name == name && !e.is_shutting_down())
+            .cloned()
     }
 
     /// The NBD exports clients may choose, oldest first (QEMU's order in
     /// `NBD_OPT_LIST`).
     pub fn nbd_exports(&self) -> Vec<Arc<NbdExport>> {
-        let mut v: Vec<_> = self
-            .all_nbd()
-            .into_iter()
-            .filter(|e| !e.is_shutting_down())
-            .collect();
-        v.reverse();
-        v
-    }
-
-    /// Every NBD export, newest first.
-    pub fn all_nbd(&self) -> Vec<Arc<NbdExport>> {
         lock(&self.list)
             .iter()
-            .filter_map(|e| match e {
-                Listed::Nbd(n) => Some(n.clone()),
-                Listed::Driver(_) => None,
-            })
+            .rev()
+            .filter(|e| !e.is_shutting_down())
+            .cloned()
             .collect()
     }
 
-    /// Number of exports (those shutting down included).
-    pub fn len(&self) -> usize {
-        lock(&self.list).len()
+    /// Every NBD export, newest first.
+    pub fn all(&self) -> Vec<Arc<NbdExport>> {
+        lock(&self.list).clone()
     }
 
-    /// Whether there is no export.
-    pub fn is_empty(&self) -> bool {
-        lock(&self.list).is_empty()
-    }
-
-    fn has_driver_exports(&self) -> bool {
-        lock(&self.list)
-            .iter()
-            .any(|e| matches!(e, Listed::Driver(_)))
+    /// Whether an export of any type has id `id`.
+    pub fn contains(&self, id: &str) -> bool {
+        lock(&self.order).iter().any(|i| i == id)
     }
 }
 
@@ -319,7 +162,8 @@ pub(crate) fn finalize(d: &Daemon, exp: &Arc<NbdExport>) {
     if !exp.finalize() {
         return;
     }
-    lock(&d.exports.list).retain(|e| !matches!(e, Listed::Nbd(n) if Arc::ptr_eq(n, exp)));
+    lock(&d.exports.list).retain(|e| !Arc::ptr_eq(e, exp));
+    lock(&d.exports.order).retain(|i| *i != exp.id);
     d.emit(Event::BlockExportDeleted(BlockExportDeletedData {
         id: exp.id.clone(),
     }));
@@ -333,45 +177,21 @@ fn request_shutdown(d: &Daemon, exp: &Arc<NbdExport>) {
     }
 }
 
-/// Activates `node` unless `allow_inactive`, then attaches to it as an
-/// export's block backend (QEMU's `bdrv_activate`, `blk_new`,
-/// `blk_insert_bs`).
-fn attach(
-    d: &Daemon,
-    node: &Arc<BlockNode>,
-    writable: bool,
-    allow_inactive: bool,
-) -> Result<Attachment, QmpError> {
-    if !allow_inactive && !node.is_active() {
-        crate::block::qmp::blockdev_set_active(
-            d,
-            BlockdevSetActiveArgs {
-                node_name: Some(node.name().to_string()),
-                active: true,
-            },
-        )?;
-    }
-    let mut perm = Perm::CONSISTENT_READ;
-    if writable {
-        perm |= Perm::WRITE;
-    }
-    d.block.attach(
-        node,
-        ParentKind::Backend {
-            name: String::new(),
-        },
-        "root",
-        perm,
-        Perm::ALL,
-    )
+/// `block-export-add`, also used by `--export`. The generic checks come
+/// first, in QEMU's order: id, type, node, writable on a read-only node,
+/// iothread; then the node is activated (unless `allow-inactive`) and
+/// attached, and the type creates the export.
+pub fn block_export_add(d: &Daemon, opts: BlockExportOptions) -> Result<(), QmpError> {
+    block_export_add_from(d, opts, &Origin::Qmp)
 }
 
-/// `block-export-add`, also used by `--export`. The generic checks come
-/// first, in QEMU's order: id, node, writable on a read-only node,
-/// iothread; then inactive nodes (refused by export types that cannot
-/// serve them, else activated unless `allow-inactive`), the attachment,
-/// and the type creates the export.
-pub async fn block_export_add(d: &Daemon, opts: BlockExportOptions) -> Result<(), QmpError> {
+/// [`block_export_add`] on behalf of `origin` (the command line may pass
+/// listening sockets by descriptor number).
+pub fn block_export_add_from(
+    d: &Daemon,
+    opts: BlockExportOptions,
+    origin: &Origin,
+) -> Result<(), QmpError> {
     if !crate::block::graph::id_wellformed(&opts.id) {
         return Err(QmpError::generic("Invalid block export id"));
     }
@@ -393,136 +213,262 @@ pub async fn block_export_add(d: &Daemon, opts: BlockExportOptions) -> Result<()
             "Cannot export read-only node as writable",
         ));
     }
-    let mut runtime = tokio::runtime::Handle::current();
+    let mut iothread = None;
     if let Some(io) = &opts.iothread {
         let Some(t) = d.objects.iothread(io) else {
             return Err(QmpError::generic(format!("iothread \"{io}\" not found")));
         };
-        // Nodes have no home thread here, so moving one always succeeds.
-        // NBD connections run on their own workers; other exports run in
-        // the iothread.
-        if let Some(h) = t.handle() {
-            runtime = h;
-        }
+        // NBD exports run on the shared runtime; other types run their
+        // queues on the iothread. Nodes are not tied to a thread, so
+        // moving never fails and `fixed-iothread` changes nothing.
+        iothread = Some(t);
     }
-    let allow_inactive = opts.allow_inactive.unwrap_or(false);
-    let writethrough = opts.writethrough.unwrap_or(false);
-    match &opts.u {
-        BlockExportOptionsBranch::Nbd(nbd_args) => {
-            let att = attach(d, &node, writable, allow_inactive)?;
-            let exp = nbd::create(d, &opts.id, att, writable, writethrough, nbd_args)?;
-            lock(&d.exports.list).insert(0, Listed::Nbd(exp));
-            Ok(())
+    let nbd_args = match &opts.u {
+        BlockExportOptionsBranch::Nbd(n) => n,
+        BlockExportOptionsBranch::VhostUserBlk(v) => {
+            return add_other(d, &opts, node, writable, iothread, origin, |cx| {
+                vhost_user_blk::create(cx, v)
+            });
         }
         BlockExportOptionsBranch::Fuse(f) => {
-            if allow_inactive {
-                return Err(QmpError::generic(
-                    "Export type does not support inactive exports",
-                ));
-            }
-            let att = attach(d, &node, writable, false)?;
-            let core = Arc::new(Core {
-                id: opts.id.clone(),
-                kind: BlockExportType::Fuse,
-                node_name: node.name().to_string(),
-                refs: AtomicUsize::new(1),
-                user_owned: AtomicBool::new(true),
-                driver: Mutex::new(None),
-                daemon: d.downgrade(),
+            return add_other(d, &opts, node, writable, iothread, origin, |cx| {
+                fuse::create(cx, f)
             });
-            let new = NewExport {
-                id: opts.id.clone(),
-                node: node.clone(),
-                attachment: att,
-                writable,
-                writethrough,
-                runtime,
-                refs: ExportRefs(Arc::downgrade(&core)),
-            };
-            let drv = fuse::FuseExport::create(new, f).await?;
-            *core.driver() = Some(Box::new(drv));
-            lock(&d.exports.list).insert(0, Listed::Driver(core));
-            Ok(())
         }
-        other => Err(QmpError::generic(format!(
-            "Block export type '{}' is not implemented by qsd yet",
-            other.discriminator().as_str()
-        ))),
+        other => {
+            return Err(QmpError::generic(format!(
+                "Block export type '{}' is not implemented by qsd yet",
+                other.discriminator().as_str()
+            )))
+        }
+    };
+    if !opts.allow_inactive.unwrap_or(false) && !node.is_active() {
+        crate::block::qmp::blockdev_set_active(
+            d,
+            BlockdevSetActiveArgs {
+                node_name: Some(node.name().to_string()),
+                active: true,
+            },
+        )?;
+    }
+    let mut perm = Perm::CONSISTENT_READ;
+    if writable {
+        perm |= Perm::WRITE;
+    }
+    let att = d.block.attach(
+        &node,
+        ParentKind::Backend {
+            name: String::new(),
+        },
+        "root",
+        perm,
+        Perm::ALL,
+    )?;
+    let writethrough = opts.writethrough.unwrap_or(false);
+    let exp = nbd::create(d, &opts.id, att, writable, writethrough, nbd_args)?;
+    lock(&d.exports.list).insert(0, exp);
+    lock(&d.exports.order).insert(0, opts.id.clone());
+    Ok(())
+}
+
+/// The rest of `block-export-add` for an export type other than NBD:
+/// such types cannot work on inactive nodes; the node is activated and
+/// attached, then `create` makes the export.
+fn add_other(
+    d: &Daemon,
+    opts: &BlockExportOptions,
+    node: Arc<BlockNode>,
+    writable: bool,
+    iothread: Option<Arc<crate::objects::IoThread>>,
+    origin: &Origin,
+    create: impl FnOnce(&ExportContext<'_>) -> Result<Arc<dyn ExportDriver>, QmpError>,
+) -> Result<(), QmpError> {
+    if opts.allow_inactive == Some(true) {
+        return Err(QmpError::generic(
+            "Export type does not support inactive exports",
+        ));
+    }
+    if !node.is_active() {
+        crate::block::qmp::blockdev_set_active(
+            d,
+            BlockdevSetActiveArgs {
+                node_name: Some(node.name().to_string()),
+                active: true,
+            },
+        )?;
+    }
+    let mut perm = Perm::CONSISTENT_READ;
+    if writable {
+        perm |= Perm::WRITE;
+    }
+    let attachment = d.block.attach(
+        &node,
+        ParentKind::Backend {
+            name: String::new(),
+        },
+        "root",
+        perm,
+        Perm::ALL,
+    )?;
+    let cx = ExportContext {
+        daemon: d,
+        opts,
+        node: node.clone(),
+        attachment: &attachment,
+        writable,
+        writethrough: opts.writethrough.unwrap_or(false),
+        iothread,
+        origin,
+    };
+    let driver = create(&cx)?;
+    lock(&d.exports.others).insert(
+        0,
+        OtherExport {
+            id: opts.id.clone(),
+            type_: opts.u.discriminator(),
+            node_name: node.name().to_string(),
+            shutting_down: false,
+            driver,
+            attachment: Some(attachment),
+        },
+    );
+    lock(&d.exports.order).insert(0, opts.id.clone());
+    Ok(())
+}
+
+/// `block-export-del` for every export type. An export of another type
+/// than NBD is gone (and `BLOCK_EXPORT_DELETED` sent) when this returns if
+/// nobody used it, as in QEMU; otherwise (`hard`) the event follows.
+pub async fn block_export_del_any(d: &Daemon, args: BlockExportDelArgs) -> Result<(), QmpError> {
+    let driver = {
+        let mut others = lock(&d.exports.others);
+        let Some(e) = others.iter_mut().find(|e| e.id == args.id) else {
+            drop(others);
+            return block_export_del(d, args);
+        };
+        if e.shutting_down {
+            return Err(QmpError::generic(format!(
+                "Export '{}' is already shutting down",
+                args.id
+            )));
+        }
+        let mode = args.mode.unwrap_or(BlockExportRemoveMode::Safe);
+        if mode == BlockExportRemoveMode::Safe && e.driver.in_use() {
+            return Err(QmpError::generic(format!(
+                "export '{}' still in use",
+                args.id
+            )));
+        }
+        e.shutting_down = true;
+        e.driver.clone()
+    };
+    let busy = driver.in_use();
+    let stop = finish_other(d.clone(), args.id.clone(), driver);
+    if busy {
+        tokio::spawn(stop);
+    } else {
+        stop.await;
+    }
+    Ok(())
+}
+
+/// Waits for an export of another type to stop, then removes it, releases
+/// its node and announces it.
+async fn finish_other(d: Daemon, id: String, driver: Arc<dyn ExportDriver>) {
+    driver.shutdown().await;
+    let entry = {
+        let mut others = lock(&d.exports.others);
+        let pos = others.iter().position(|e| e.id == id);
+        pos.map(|p| others.remove(p))
+    };
+    if let Some(mut e) = entry {
+        lock(&d.exports.order).retain(|i| *i != e.id);
+        drop(e.attachment.take());
+        d.emit(Event::BlockExportDeleted(BlockExportDeletedData {
+            id: e.id,
+        }));
+    }
+}
+
+/// Shuts down every export of another type than NBD.
+async fn close_all_others(d: &Daemon) {
+    let todo: Vec<(String, Arc<dyn ExportDriver>)> = lock(&d.exports.others)
+        .iter_mut()
+        .filter(|e| !e.shutting_down)
+        .map(|e| {
+            e.shutting_down = true;
+            (e.id.clone(), e.driver.clone())
+        })
+        .collect();
+    for (id, driver) in todo {
+        finish_other(d.clone(), id, driver).await;
+    }
+    // Those already shutting down finish on their own.
+    while !lock(&d.exports.others).is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 
 /// `block-export-del`: `safe` (the default) refuses while clients are
 /// connected; `hard` disconnects them.
-pub async fn block_export_del(d: &Daemon, args: BlockExportDelArgs) -> Result<(), QmpError> {
+pub fn block_export_del(d: &Daemon, args: BlockExportDelArgs) -> Result<(), QmpError> {
     let Some(exp) = d.exports.find(&args.id) else {
         return Err(QmpError::generic(format!(
             "Export '{}' is not found",
             args.id
         )));
     };
-    let shutting_down = match &exp {
-        Listed::Nbd(e) => e.is_shutting_down(),
-        Listed::Driver(c) => !c.user_owned.load(Ordering::Acquire),
-    };
-    if shutting_down {
+    if exp.is_shutting_down() {
         return Err(QmpError::generic(format!(
             "Export '{}' is already shutting down",
             args.id
         )));
     }
     let mode = args.mode.unwrap_or(BlockExportRemoveMode::Safe);
-    // QEMU adds the hint "Use mode='hard' to force client disconnect" for
-    // humans; QMP does not show it.
-    let in_use = || QmpError::generic(format!("export '{}' still in use", args.id));
-    match exp {
-        Listed::Nbd(e) => {
-            if mode == BlockExportRemoveMode::Safe && e.client_count() > 0 {
-                return Err(in_use());
-            }
-            request_shutdown(d, &e);
-        }
-        Listed::Driver(core) => {
-            let extra = core.refs.load(Ordering::Acquire).saturating_sub(1);
-            let (busy, waits) = match core.driver().as_ref() {
-                Some(drv) => (drv.in_use(extra), drv.removal_waits()),
-                None => (extra > 0, false),
-            };
-            if mode == BlockExportRemoveMode::Safe && busy {
-                return Err(in_use());
-            }
-            core.request_shutdown();
-            if waits {
-                wait_gone(d, &core).await;
-            }
-        }
+    if mode == BlockExportRemoveMode::Safe && exp.client_count() > 0 {
+        // QEMU adds the hint "Use mode='hard' to force client disconnect"
+        // for humans; QMP does not show it.
+        return Err(QmpError::generic(format!(
+            "export '{}' still in use",
+            exp.id
+        )));
     }
+    request_shutdown(d, &exp);
     Ok(())
-}
-
-/// Waits until the driver-based export `core` left the list.
-async fn wait_gone(d: &Daemon, core: &Arc<Core>) {
-    loop {
-        let waiter = d.exports.changed.notified();
-        let listed = lock(&d.exports.list)
-            .iter()
-            .any(|e| matches!(e, Listed::Driver(c) if Arc::ptr_eq(c, core)));
-        if !listed {
-            return;
-        }
-        // Deletions notify; the timeout only guards against a missed
-        // wake-up.
-        let _ = tokio::time::timeout(Duration::from_millis(100), waiter).await;
-    }
 }
 
 /// `query-block-exports`: every export, newest first.
 pub fn query_block_exports(d: &Daemon) -> Result<Vec<BlockExportInfo>, QmpError> {
-    Ok(lock(&d.exports.list).iter().map(Listed::info).collect())
+    let nbd = d.exports.all();
+    let others = lock(&d.exports.others);
+    let order = lock(&d.exports.order).clone();
+    Ok(order
+        .iter()
+        .filter_map(|id| {
+            if let Some(e) = nbd.iter().find(|e| e.id == *id) {
+                return Some(BlockExportInfo {
+                    id: e.id.clone(),
+                    type_: BlockExportType::Nbd,
+                    node_name: e.node.name().to_string(),
+                    shutting_down: e.is_shutting_down(),
+                });
+            }
+            others
+                .iter()
+                .find(|e| e.id == *id)
+                .map(|e| BlockExportInfo {
+                    id: e.id.clone(),
+                    type_: e.type_,
+                    node_name: e.node_name.clone(),
+                    shutting_down: e.shutting_down,
+                })
+        })
+        .collect())
 }
 
 /// `nbd-server-add` (deprecated): an NBD export whose id is its name; a
 /// read-only node is exported read-only even if `writable` is asked for.
-pub async fn nbd_server_add(d: &Daemon, args: NbdServerAddOptions) -> Result<(), QmpError> {
+pub fn nbd_server_add(d: &Daemon, args: NbdServerAddOptions) -> Result<(), QmpError> {
     let Some(node) = d.block.node(&args.device) else {
         return Err(QmpError::generic(format!(
             "Cannot find device='{0}' nor node-name='{0}'",
@@ -553,12 +499,12 @@ pub async fn nbd_server_add(d: &Daemon, args: NbdServerAddOptions) -> Result<(),
             allocation_depth: None,
         }),
     };
-    block_export_add(d, opts).await
+    block_export_add(d, opts)
 }
 
 /// `nbd-server-remove` (deprecated): `block-export-del` for NBD exports.
-pub async fn nbd_server_remove(d: &Daemon, args: NbdServerRemoveArgs) -> Result<(), QmpError> {
-    if let Some(Listed::Driver(_)) = d.exports.find(&args.name) {
+pub fn nbd_server_remove(d: &Daemon, args: NbdServerRemoveArgs) -> Result<(), QmpError> {
+    if lock(&d.exports.others).iter().any(|e| e.id == args.name) {
         return Err(QmpError::generic(format!(
             "Block export '{}' is not an NBD export",
             args.name
@@ -571,14 +517,13 @@ pub async fn nbd_server_remove(d: &Daemon, args: NbdServerRemoveArgs) -> Result<
             mode: args.mode,
         },
     )
-    .await
 }
 
 /// Removes every NBD export and stops `server`, waiting until all
 /// clients have left; the events come in list order, before the caller's
 /// reply (QEMU's `nbd-server-stop`).
 pub(crate) async fn close_all_nbd(d: &Daemon, server: &NbdServer) {
-    let exps = d.exports.all_nbd();
+    let exps = d.exports.all();
     for e in &exps {
         request_shutdown(d, e);
     }
@@ -589,31 +534,23 @@ pub(crate) async fn close_all_nbd(d: &Daemon, server: &NbdServer) {
     }
 }
 
-/// Removes every export, in list order, stops the NBD server and waits
-/// until all are gone (QEMU's `blk_exp_close_all`, on `quit` and at exit).
+/// Removes every export and stops the NBD server (quitting).
 pub async fn close_all(d: &Daemon) {
-    let all: Vec<Listed> = lock(&d.exports.list).clone();
-    for e in &all {
-        match e {
-            Listed::Nbd(n) => request_shutdown(d, n),
-            Listed::Driver(c) => c.request_shutdown(),
+    close_all_others(d).await;
+    match d.exports.take_nbd_server() {
+        Some(server) => close_all_nbd(d, &server).await,
+        None => {
+            let exps = d.exports.all();
+            for e in &exps {
+                request_shutdown(d, e);
+            }
+            for e in &exps {
+                e.wait_idle().await;
+                finalize(d, e);
+            }
         }
-    }
-    if let Some(server) = d.exports.take_nbd_server() {
-        server.shutdown().await;
-    }
-    for e in &all {
-        if let Listed::Nbd(n) = e {
-            n.wait_idle().await;
-            finalize(d, n);
-        }
-    }
-    drop(all);
-    loop {
-        let waiter = d.exports.changed.notified();
-        if !d.exports.has_driver_exports() {
-            return;
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(100), waiter).await;
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,7 +2,7 @@
 //! regular file, mounted over an existing regular file (QEMU's
 //! `block/export/fuse.c`, as qemu-storage-daemon 10.0 behaves).
 //!
-//! - [`FuseExport::create`] checks the mount point, mounts a FUSE file
+//! - [`create`] checks the mount point, mounts a FUSE file
 //!   system whose root is the file (`mount`), and serves it with the
 //!   [`fuser`] crate's session loop on its own thread.
 //! - The session thread only decodes requests: each one runs as a task on
@@ -15,8 +15,9 @@
 //!   then answers ENOTCONN once unmounted); deleting (once the requests in
 //!   flight are done) unmounts the file the way libfuse does (the
 //!   connection aborted, so files still open fail with ENOTCONN, and a
-//!   lazy unmount; `fusermount3 -u -z` without privileges) and releases
-//!   the node. `block-export-del` waits for that, as QSD's does.
+//!   lazy unmount; `fusermount3 -u -z` without privileges); the registry
+//!   then releases the node. `block-export-del` waits for that, as QSD's
+//!   does.
 //!
 //! Kernel-visible settings follow libfuse 3 as QSD uses it: mount options
 //! `max_read=67108864,default_permissions[,allow_other]`, `nosuid,nodev`,
@@ -41,7 +42,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use qapi::types::{BlockExportOptionsFuse, FuseExportAllowOther};
 use qapi::QmpError;
 
-use super::{ExportDriver, NewExport};
+use super::{ExportContext, ExportDriver, ExportFuture};
 use crate::block::file::strerror;
 use crate::block::Perm;
 use ops::Shared;
@@ -78,9 +79,8 @@ impl From<&BlockExportOptionsFuse> for FuseOptions {
     }
 }
 
-/// A mounted FUSE export.
-pub struct FuseExport {
-    shared: Arc<Shared>,
+/// The mount of an export, unmounted once.
+struct Mount {
     mountpoint: String,
     /// Whether the mount went through `fusermount3` (unprivileged), which
     /// must then unmount it too.
@@ -91,62 +91,7 @@ pub struct FuseExport {
     mounted: AtomicBool,
 }
 
-impl FuseExport {
-    /// Creates the export: QEMU's `fuse_export_create`, with its checks
-    /// and texts in its order. `new.attachment` is the generic one;
-    /// writable and growable exports add the `resize` permission.
-    pub async fn create(
-        new: NewExport,
-        o: &BlockExportOptionsFuse,
-    ) -> Result<FuseExport, QmpError> {
-        Self::create_with(new, FuseOptions::from(o)).await
-    }
-
-    /// [`FuseExport::create`] with options already extracted.
-    pub async fn create_with(new: NewExport, o: FuseOptions) -> Result<FuseExport, QmpError> {
-        if o.growable || new.writable {
-            let (perm, shared) = new.attachment.perm();
-            new.attachment.set_perm(perm | Perm::RESIZE, shared)?;
-        }
-        if mountpoints(|m| m.contains(&o.mountpoint)) {
-            return Err(QmpError::generic(format!(
-                "There already is a FUSE export on '{}'",
-                o.mountpoint
-            )));
-        }
-        check_regular_file(&o.mountpoint)?;
-        let shared = Arc::new(Shared::new(&new, o.growable));
-        let NewExport {
-            id,
-            attachment,
-            runtime,
-            ..
-        } = new;
-        shared.hold(attachment);
-        let mp = o.mountpoint.clone();
-        let sh = shared.clone();
-        let rt = runtime;
-        let allow = o.allow_other;
-        let mounted = tokio::task::spawn_blocking(move || start(sh, rt, &mp, allow))
-            .await
-            .map_err(|_| QmpError::generic("Failed to mount FUSE session to export"))??;
-        mountpoints(|m| m.insert(o.mountpoint.clone()));
-        tracing::debug!(id = %id, mountpoint = %o.mountpoint, "FUSE export mounted");
-        Ok(FuseExport {
-            shared,
-            mountpoint: o.mountpoint,
-            via_fusermount: mounted.via_fusermount,
-            dev: mounted.dev,
-            mounted: AtomicBool::new(true),
-        })
-    }
-
-    /// The shared state of the export's requests (for tests and
-    /// diagnostics).
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
+impl Mount {
     /// Unmounts (once), as libfuse's `fuse_session_unmount`.
     fn unmount(&self) {
         if !self.mounted.swap(false, Ordering::AcqRel) {
@@ -162,32 +107,99 @@ impl FuseExport {
     }
 }
 
+/// A mounted FUSE export.
+pub struct FuseExport {
+    shared: Arc<Shared>,
+    mount: Arc<Mount>,
+}
+
+/// Creates a FUSE export: QEMU's `fuse_export_create`, with its checks
+/// and texts in its order. Writable and growable exports add the `resize`
+/// permission to the generic attachment first.
+pub fn create(
+    cx: &ExportContext<'_>,
+    o: &BlockExportOptionsFuse,
+) -> Result<Arc<dyn ExportDriver>, QmpError> {
+    let runtime = cx
+        .iothread
+        .as_ref()
+        .and_then(|t| t.handle())
+        .unwrap_or_else(tokio::runtime::Handle::current);
+    let exp = FuseExport::create(cx, runtime, FuseOptions::from(o))?;
+    Ok(Arc::new(exp))
+}
+
+impl FuseExport {
+    /// [`create`] with options already extracted and the runtime that
+    /// serves the requests.
+    pub fn create(
+        cx: &ExportContext<'_>,
+        runtime: tokio::runtime::Handle,
+        o: FuseOptions,
+    ) -> Result<FuseExport, QmpError> {
+        if o.growable || cx.writable {
+            let (perm, shared) = cx.attachment.perm();
+            cx.attachment.set_perm(perm | Perm::RESIZE, shared)?;
+        }
+        if mountpoints(|m| m.contains(&o.mountpoint)) {
+            return Err(QmpError::generic(format!(
+                "There already is a FUSE export on '{}'",
+                o.mountpoint
+            )));
+        }
+        check_regular_file(&o.mountpoint)?;
+        let shared = Arc::new(Shared::new(
+            cx.node.clone(),
+            cx.writable,
+            o.growable,
+            cx.writethrough,
+        ));
+        let started = start(shared.clone(), runtime, &o.mountpoint, o.allow_other)?;
+        mountpoints(|m| m.insert(o.mountpoint.clone()));
+        tracing::debug!(id = %cx.opts.id, mountpoint = %o.mountpoint, "FUSE export mounted");
+        Ok(FuseExport {
+            shared,
+            mount: Arc::new(Mount {
+                mountpoint: o.mountpoint,
+                via_fusermount: started.via_fusermount,
+                dev: started.dev,
+                mounted: AtomicBool::new(true),
+            }),
+        })
+    }
+
+    /// The shared state of the export's requests.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
 impl ExportDriver for FuseExport {
-    fn request_shutdown(&self) {
-        self.shared.shut_down();
-        mountpoints(|m| m.remove(&self.mountpoint));
-    }
-
-    fn delete(&self) {
-        self.unmount();
-        self.shared.release_node();
-    }
-
-    /// Requests in flight are not users a removal would cut off.
-    fn in_use(&self, _extra: usize) -> bool {
+    /// Never: requests in flight are not users a removal would cut off
+    /// (QSD finishes them before it removes the export).
+    fn in_use(&self) -> bool {
         false
     }
 
-    fn removal_waits(&self) -> bool {
-        true
+    /// QEMU's `request_shutdown` then `delete`: new requests fail from now
+    /// on, those in flight finish, then the file is unmounted.
+    fn shutdown(&self) -> ExportFuture {
+        self.shared.shut_down();
+        mountpoints(|m| m.remove(&self.mount.mountpoint));
+        let sh = self.shared.clone();
+        let mount = self.mount.clone();
+        Box::pin(async move {
+            sh.idle().await;
+            mount.unmount();
+        })
     }
 }
 
 impl Drop for FuseExport {
     fn drop(&mut self) {
-        // Deletion unmounted already; this only matters if an export is
-        // dropped without going through the registry.
-        self.unmount();
+        // Shutting down unmounted already; this only matters if an export
+        // is dropped without it.
+        self.mount.unmount();
     }
 }
 
@@ -210,7 +222,8 @@ struct Started {
 }
 
 /// Mounts (trying `allow_other` first with `auto`) and starts the session
-/// thread. Blocking: runs in the blocking pool.
+/// thread. Blocks for the mount(2) calls and the kernel's first request,
+/// as QEMU does in the monitor.
 fn start(
     sh: Arc<Shared>,
     rt: tokio::runtime::Handle,

@@ -21,13 +21,12 @@
 //! Resizes are serialised, and a growing write re-reads the size under
 //! that lock, so concurrent writes past the end never shrink the node.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::errno;
-use crate::block::{Attachment, BlockNode, IoBuf, Perm, WriteFlags, ZeroFlags};
-use crate::export::{ExportRef, ExportRefs, NewExport};
+use crate::block::{BlockNode, IoBuf, WriteFlags, ZeroFlags};
 
 /// QEMU's `BDRV_REQUEST_MAX_BYTES`.
 pub const REQUEST_MAX_BYTES: i64 = (i32::MAX as i64 >> 9) << 9;
@@ -78,59 +77,52 @@ struct Owner {
 /// The state every request of one export shares.
 pub struct Shared {
     node: Arc<BlockNode>,
-    attachment: Mutex<Option<Attachment>>,
     writable: bool,
     growable: bool,
     writethrough: bool,
     allow_other: AtomicBool,
     owner: Mutex<Owner>,
-    refs: ExportRefs,
     shut_down: AtomicBool,
+    /// Requests being served, and a wake-up when the last one ends.
+    in_flight: AtomicUsize,
+    idle: tokio::sync::Notify,
     /// Serialises resizes.
     resize: tokio::sync::Mutex<()>,
 }
 
+/// A request being served; the export waits for it when shutting down.
+pub struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 impl Shared {
-    /// The state of a new export; takes the node from `new` (the
-    /// attachment moves in when the export is built).
-    pub(crate) fn new(new: &NewExport, growable: bool) -> Shared {
+    /// The state of a new export of `node`, mode 0400 (0600 when
+    /// writable), owned by the daemon's user.
+    pub fn new(node: Arc<BlockNode>, writable: bool, growable: bool, writethrough: bool) -> Shared {
         // SAFETY: getuid and getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let mut mode = libc::S_IRUSR;
-        if new.writable {
+        let mut mode = libc::S_IFREG | libc::S_IRUSR;
+        if writable {
             mode |= libc::S_IWUSR;
         }
         Shared {
-            node: new.node.clone(),
-            attachment: Mutex::new(None),
-            writable: new.writable,
+            node,
+            writable,
             growable,
-            writethrough: new.writethrough,
+            writethrough,
             allow_other: AtomicBool::new(false),
             owner: Mutex::new(Owner { mode, uid, gid }),
-            refs: new.refs.clone(),
             shut_down: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
             resize: tokio::sync::Mutex::new(()),
         }
-    }
-
-    /// Hands the node attachment to the export's state, which keeps it
-    /// until [`Shared::release_node`].
-    pub(crate) fn hold(&self, att: Attachment) {
-        *self
-            .attachment
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(att);
-    }
-
-    /// Drops the node attachment (export deleted).
-    pub(crate) fn release_node(&self) {
-        let att = self
-            .attachment
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        drop(att);
     }
 
     /// Alignment of the node's I/O buffers.
@@ -149,17 +141,32 @@ impl Shared {
 
     /// Refuses new requests from now on.
     pub(crate) fn shut_down(&self) {
-        self.shut_down.store(true, Ordering::Release);
+        self.shut_down.store(true, Ordering::SeqCst);
     }
 
-    /// Enters a request: a reference on the export for its duration, or
-    /// `None` once the export is shutting down (the request then fails
-    /// with ENOTCONN, as it does on QEMU's unmounted export).
-    pub(crate) fn enter(&self) -> Option<ExportRef> {
-        if self.shut_down.load(Ordering::Acquire) {
+    /// Enters a request, or `None` once the export is shutting down (the
+    /// request then fails with ENOTCONN, as it does on QEMU's unmounted
+    /// export).
+    pub(crate) fn enter(self: &Arc<Self>) -> Option<InFlight> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(self.clone());
+        if self.shut_down.load(Ordering::SeqCst) {
             return None;
         }
-        self.refs.acquire()
+        Some(guard)
+    }
+
+    /// Waits until no request is being served.
+    pub(crate) async fn idle(&self) {
+        loop {
+            let wake = self.idle.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            wake.await;
+        }
     }
 
     fn owner(&self) -> Owner {
@@ -263,36 +270,14 @@ impl Shared {
 
     /// QEMU's `fuse_do_truncate`: resizes the node. `zero_write` asks for
     /// the new area to read as zeroes (which only drivers that guarantee
-    /// it accept), `falloc` for it to be allocated.
+    /// it accept), `falloc` for it to be allocated. Every caller needs a
+    /// writable export, which holds `resize` for good (QEMU would take it
+    /// for the duration otherwise; that cannot happen).
     async fn truncate(&self, size: u64, zero_write: bool, falloc: bool) -> OpResult<()> {
-        // Growable and writable exports hold `resize` for good; others
-        // take it for the duration.
-        let temp = !self.growable && !self.writable;
-        let old = if temp {
-            let g = self
-                .attachment
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let att = g.as_ref().ok_or(libc::EPERM)?;
-            let (perm, shared) = att.perm();
-            att.set_perm(perm | Perm::RESIZE, shared)
-                .map_err(|_| libc::EPERM)?;
-            Some((perm, shared))
-        } else {
-            None
-        };
-        let r = self.do_truncate(size, zero_write, falloc).await;
-        if let Some((perm, shared)) = old {
-            let g = self
-                .attachment
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(att) = g.as_ref() {
-                // Giving up a permission cannot fail.
-                let _ = att.set_perm(perm, shared);
-            }
+        if !self.growable && !self.writable {
+            return Err(libc::EPERM);
         }
-        r
+        self.do_truncate(size, zero_write, falloc).await
     }
 
     async fn do_truncate(&self, size: u64, zero_write: bool, falloc: bool) -> OpResult<()> {

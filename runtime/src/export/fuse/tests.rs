@@ -3,14 +3,13 @@
 //! effect of every accepted request, as QEMU 10.0's FUSE export has them.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use qapi::types::BlockdevOptions;
 use serde_json::json;
 
 use super::ops::{SetAttr, Shared};
-use crate::block::{IoBuf, ParentKind, Perm};
-use crate::export::{ExportRefs, NewExport};
+use crate::block::{Attachment, IoBuf, ParentKind, Perm};
 use crate::Daemon;
 
 /// A scratch directory on tmpfs (exact allocation), removed on drop.
@@ -50,8 +49,14 @@ impl Drop for Scratch {
 }
 
 /// The state of an export of the node added by `node` (JSON options of
-/// `blockdev-add`, node name `n`).
-fn export(d: &Daemon, node: serde_json::Value, writable: bool, growable: bool) -> Arc<Shared> {
+/// `blockdev-add`, node name `n`), with the node attachment that the
+/// registry would keep.
+fn export(
+    d: &Daemon,
+    node: serde_json::Value,
+    writable: bool,
+    growable: bool,
+) -> (Arc<Shared>, Attachment) {
     let o: BlockdevOptions =
         qapi::visit::from_value(&node, qapi::visit::Mode::Json).expect("options");
     crate::block::blockdev_add(d, o).expect("blockdev-add");
@@ -75,18 +80,7 @@ fn export(d: &Daemon, node: serde_json::Value, writable: bool, growable: bool) -
             Perm::ALL,
         )
         .expect("attach");
-    let new = NewExport {
-        id: "e".into(),
-        node: n,
-        attachment: att,
-        writable,
-        writethrough: false,
-        runtime: tokio::runtime::Handle::current(),
-        refs: ExportRefs(Weak::new()),
-    };
-    let sh = Arc::new(Shared::new(&new, growable));
-    sh.hold(new.attachment);
-    sh
+    (Arc::new(Shared::new(n, writable, growable, false)), att)
 }
 
 fn file(path: &str) -> serde_json::Value {
@@ -101,7 +95,7 @@ fn data(len: usize, byte: u8) -> IoBuf {
 async fn reads_stop_at_the_end() {
     let s = Scratch::new();
     let d = Daemon::new();
-    let sh = export(&d, file(&s.image(8192, 8192)), false, false);
+    let (sh, _att_sh) = export(&d, file(&s.image(8192, 8192)), false, false);
     assert_eq!(sh.read(0, 4096).await.expect("read").len(), 4096);
     assert_eq!(sh.read(6144, 4096).await.expect("read").len(), 2048);
     assert_eq!(sh.read(8192, 4096).await.expect("read").len(), 0);
@@ -112,12 +106,12 @@ async fn reads_stop_at_the_end() {
 async fn writes_are_clipped_refused_or_grow() {
     let s = Scratch::new();
     let d = Daemon::new();
-    let ro = export(&d, file(&s.image(8192, 0)), false, false);
+    let (ro, _att_ro) = export(&d, file(&s.image(8192, 0)), false, false);
     assert_eq!(ro.write(0, data(512, 1)).await.err(), Some(libc::EACCES));
     drop(ro);
 
     let d = Daemon::new();
-    let rw = export(&d, file(&s.image(8192, 0)), true, false);
+    let (rw, _att_rw) = export(&d, file(&s.image(8192, 0)), true, false);
     assert_eq!(rw.write(7168, data(4096, 2)).await, Ok(1024));
     assert_eq!(rw.write(8192, data(4096, 2)).await, Ok(0));
     assert_eq!(rw.write(9000, data(4096, 2)).await.err(), Some(libc::EIO));
@@ -125,7 +119,7 @@ async fn writes_are_clipped_refused_or_grow() {
 
     let d = Daemon::new();
     let s2 = Scratch::new();
-    let grow = export(&d, file(&s2.image(8192, 0)), true, true);
+    let (grow, _att_grow) = export(&d, file(&s2.image(8192, 0)), true, true);
     assert_eq!(grow.write(16384, data(4096, 3)).await, Ok(4096));
     assert_eq!(grow.getattr().size, 20480);
     let back = grow.read(8192, 12288).await.expect("read");
@@ -140,7 +134,7 @@ async fn fallocate_modes() {
     const ZERO: i32 = libc::FALLOC_FL_ZERO_RANGE;
     let s = Scratch::new();
     let d = Daemon::new();
-    let sh = export(&d, file(&s.image(1 << 20, 1 << 20)), true, false);
+    let (sh, _att_sh) = export(&d, file(&s.image(1 << 20, 1 << 20)), true, false);
     // Plain allocation only at or after the end.
     assert_eq!(sh.fallocate(0, 4096, 0).await, Err(libc::EOPNOTSUPP));
     assert_eq!(sh.fallocate(1 << 20, 1 << 20, 0).await, Ok(()));
@@ -180,7 +174,7 @@ async fn fallocate_modes() {
 #[tokio::test]
 async fn null_nodes_cannot_grow_or_punch() {
     let d = Daemon::new();
-    let sh = export(
+    let (sh, _att_sh) = export(
         &d,
         json!({"driver": "null-co", "node-name": "n", "size": 65536}),
         true,
@@ -212,7 +206,7 @@ async fn null_nodes_cannot_grow_or_punch() {
 async fn setattr_rules() {
     let s = Scratch::new();
     let d = Daemon::new();
-    let ro = export(&d, file(&s.image(4096, 0)), false, false);
+    let (ro, _att_ro) = export(&d, file(&s.image(4096, 0)), false, false);
     assert_eq!(ro.getattr().perm, 0o400);
     let times = SetAttr {
         times: true,
@@ -263,7 +257,7 @@ async fn lseek_finds_data_and_holes() {
     let s = Scratch::new();
     let d = Daemon::new();
     // Data in the first 64 KiB, a hole up to 1 MiB.
-    let sh = export(&d, file(&s.image(1 << 20, 65536)), false, false);
+    let (sh, _att_sh) = export(&d, file(&s.image(1 << 20, 65536)), false, false);
     assert_eq!(sh.lseek(0, libc::SEEK_DATA).await, Ok(0));
     assert_eq!(sh.lseek(0, libc::SEEK_HOLE).await, Ok(65536));
     assert_eq!(sh.lseek(65536, libc::SEEK_DATA).await, Err(libc::ENXIO));
