@@ -12,6 +12,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cache="${1:?usage: build.sh CACHE_DIR}"
 mkdir -p "$cache"
 cache="$(cd "$cache" && pwd)"
+# Tests run in parallel: one build at a time, the others wait and reuse it.
+exec 9>"$cache/.lock"
+flock 9
 if [ -s "$cache/vmlinuz" ] && [ -s "$cache/initramfs.gz" ] \
     && [ "$cache/initramfs.gz" -nt "$here/init" ] && [ "$cache/initramfs.gz" -nt "$0" ]; then
     exit 0
