@@ -185,7 +185,10 @@ impl Startup {
             }
             Opt::Export => {
                 let o: BlockExportOptions = parse_value(&arg, QsdOption::Export)?;
-                d.block_export_add(&cx, o).await.map_err(|e| error(e.desc))
+                // From the command line, `fd` addresses name inherited
+                // descriptors by number.
+                let origin = qsd_runtime::chardev::Origin::Cli { location: None };
+                qsd_runtime::export::block_export_add_from(d, o, &origin).map_err(|e| error(e.desc))
             }
             Opt::NbdServer => {
                 // The command line's own entry point: unlike QMP, it can

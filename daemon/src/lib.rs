@@ -180,8 +180,15 @@ async fn serve(
         sig = signals.recv() => debug!("{sig} received"),
     }
     daemon.request_quit();
-    // QSD's order: jobs are cancelled (and waited for), then monitors,
-    // chardevs and user-created objects are cleaned up.
+    // QSD's order: exports are closed (clients disconnected, requests in
+    // flight finished, FUSE files unmounted), jobs are cancelled (and
+    // waited for), then monitors, chardevs and user-created objects are
+    // cleaned up.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        qsd_runtime::export::close_all(&daemon),
+    )
+    .await;
     qsd_runtime::jobs::shutdown(&daemon).await;
     // Let every monitor finish writing (the reply to `quit` included).
     let _ = tokio::time::timeout(Duration::from_secs(5), async {

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod vhost_client;
+
 /// Which program to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Impl {

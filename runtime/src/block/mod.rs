@@ -323,6 +323,14 @@ pub trait BlockDriver: Send + Sync + 'static {
     /// reported by the caller with its errno.
     fn truncate(&self, size: u64) -> IoFuture<'_, ()>;
 
+    /// Grows the image to `size`, allocating the new area (QEMU's resize
+    /// with `preallocation=falloc`); errors carry the errno QEMU returns
+    /// (ENOTSUP where the driver cannot preallocate, or for shrinking).
+    /// Used by the FUSE export's `fallocate`.
+    fn truncate_falloc(&self, _size: u64) -> IoFuture<'_, ()> {
+        Box::pin(async { Err(io::Error::from_raw_os_error(libc::ENOTSUP)) })
+    }
+
     /// Preferred alignment of I/O buffers (for O_DIRECT), a power of two.
     fn mem_alignment(&self) -> usize {
         1

@@ -40,7 +40,7 @@ use session::{LogFile, Sessions};
 pub use fd::set_daemonized;
 pub use registry::Registry;
 pub use report::Origin;
-pub use socket::{Serving, SocketServer};
+pub use socket::{listen_flat, Serving, SocketServer};
 
 /// One connection ("session") of a chardev. The frontend drops it (with
 /// `closed`) when done, which lets the chardev serve the next one.

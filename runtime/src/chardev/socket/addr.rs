@@ -49,6 +49,25 @@ impl Addr {
         }
     }
 
+    /// The address of a flat `SocketAddress` (as exports and the NBD
+    /// server take it).
+    pub fn from_flat(a: &qapi::types::SocketAddress) -> Addr {
+        use qapi::types::SocketAddressBranch as B;
+        match &a.u {
+            B::Inet(i) => Addr::Inet(i.clone()),
+            B::Unix(u) => Addr::Unix {
+                path: u.path.clone(),
+                abstract_: u.abstract_.unwrap_or(false),
+                tight: u.tight.unwrap_or(true),
+            },
+            B::Vsock(v) => Addr::Vsock {
+                cid: v.cid.clone(),
+                port: v.port.clone(),
+            },
+            B::Fd(f) => Addr::Fd(f.str.clone()),
+        }
+    }
+
     /// The address as a flat `SocketAddress`, as the QOM `addr` property of
     /// a socket chardev shows it (abstract-socket details only for abstract
     /// sockets, as QEMU's getsockname-based conversion gives them).
