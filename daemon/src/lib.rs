@@ -137,6 +137,7 @@ async fn serve(
         }
     };
     let daemon = Daemon::new();
+    daemon.begin_startup();
     let mut st = Startup::new(daemon.clone(), rep.clone());
     for item in &items {
         match st.apply(item).await {
@@ -173,6 +174,7 @@ async fn serve(
             return 1;
         }
     }
+    daemon.end_startup();
     let monitors = st.start_monitors();
     debug!("start-up complete");
     tokio::select! {

@@ -430,3 +430,54 @@ fn export_removed_under_connected_clients() {
         assert_eq!(&rep[16..], &[0xaa; 4], "{which:?}");
     }
 }
+
+/// A client that connects while the command line is still being applied
+/// (here: a few hundred nodes created after `--nbd-server`) waits until
+/// the start-up is over and then finds the export, as with QSD, which
+/// serves nobody before its main loop runs.
+#[test]
+fn clients_connecting_during_start_up_find_the_export() {
+    for which in [Impl::Ours, Impl::Qsd] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock = dir.path().join("nbd.sock");
+        let bin = match which {
+            Impl::Ours => qsd_blackbox_tests::qsd_bin(),
+            Impl::Qsd => qsd_blackbox_tests::reference_bin(),
+        };
+        let mut args = vec![
+            "--nbd-server".to_string(),
+            format!("addr.type=unix,addr.path={}", sock.display()),
+        ];
+        for i in 0..300 {
+            args.push("--blockdev".into());
+            args.push(format!("driver=null-co,node-name=n{i},size=1048576"));
+        }
+        args.push("--export".into());
+        args.push("type=nbd,id=e,node-name=n299,name=bench".into());
+        let mut child = std::process::Command::new(&bin)
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn daemon");
+        let start = std::time::Instant::now();
+        let s = loop {
+            match std::os::unix::net::UnixStream::connect(&sock) {
+                Ok(s) => break s,
+                Err(_) if start.elapsed() < Duration::from_secs(20) => {
+                    std::thread::sleep(Duration::from_micros(200))
+                }
+                Err(e) => panic!("{which:?}: no connection: {e}"),
+            }
+        };
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut c = Raw { s };
+        c.start();
+        c.option(OPT_GO, &info_data("bench", &[]));
+        let r = c.replies();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(r.last().map(|x| x.0), Some(1), "{which:?}: {r:?}");
+    }
+}

@@ -74,6 +74,7 @@
 //! implemented yet" after the generic checks. The `file` child of such a
 //! format is found generically from the options.
 
+mod bsc;
 pub mod buf;
 pub mod create;
 pub mod file;

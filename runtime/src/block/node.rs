@@ -16,6 +16,7 @@ use qapi::events::Event;
 use qapi::types::{BlockWriteThresholdData, BlockdevDetectZeroesOptions, BlockdevOptions};
 use serde_json::{Map, Value};
 
+use super::bsc::StatusCache;
 use super::graph::{Edge, OpBlocker, ParentLink};
 use super::{BlockDriver, Extent, IoBuf, Perm, WriteFlags, ZeroFlags};
 
@@ -134,8 +135,8 @@ pub struct BlockNode {
     listeners: Mutex<Vec<(u64, Arc<Listener>)>>,
     next_listener: AtomicU64,
     /// QEMU's block-status cache: the last data region a protocol driver
-    /// reported, `[start, end)` (empty when `start == end`).
-    bsc: Mutex<(u64, u64)>,
+    /// reported.
+    bsc: StatusCache,
 }
 
 impl std::fmt::Debug for BlockNode {
@@ -175,7 +176,7 @@ impl BlockNode {
             state: Mutex::new(state),
             listeners: Mutex::new(Vec::new()),
             next_listener: AtomicU64::new(0),
-            bsc: Mutex::new((0, 0)),
+            bsc: StatusCache::default(),
         }
     }
 
@@ -464,7 +465,7 @@ impl BlockNode {
         // file page by page), so the last data region is cached, as QEMU
         // does; writes never make data read as zeroes, and the requests
         // that may (zeroes, discard, resize) invalidate the cache.
-        let (start, end) = *self.bsc.lock().unwrap_or_else(PoisonError::into_inner);
+        let (start, end) = self.bsc.get();
         if start <= offset && offset < end {
             return Ok(Extent {
                 len: (end - offset).min(len),
@@ -473,9 +474,25 @@ impl BlockNode {
                 depth: 1,
             });
         }
+        let epoch = self.bsc.epoch();
+        if start == end && offset > 0 {
+            // Nothing cached: look from the start of the image. A region
+            // found from `offset` would begin there, and every later
+            // request below it would miss and scan again (random reads:
+            // a scan per new lowest offset); on a fully allocated image
+            // this one scan covers every request.
+            let e = self.driver.block_status(0, size).await?;
+            if e.data && !e.zero && offset < e.len {
+                self.bsc.set(epoch, 0, e.len);
+                return Ok(Extent {
+                    len: (e.len - offset).min(len),
+                    ..e
+                });
+            }
+        }
         let mut e = self.driver.block_status(offset, size - offset).await?;
         if e.data && !e.zero && e.len > 0 {
-            *self.bsc.lock().unwrap_or_else(PoisonError::into_inner) = (offset, offset + e.len);
+            self.bsc.set(epoch, offset, offset + e.len);
         }
         e.len = e.len.clamp(1, len);
         Ok(e)
@@ -484,10 +501,7 @@ impl BlockNode {
     /// Forgets the cached data region if it overlaps `[offset, offset +
     /// len)` (QEMU's `bdrv_bsc_invalidate_range`).
     fn bsc_invalidate(&self, offset: u64, len: u64) {
-        let mut c = self.bsc.lock().unwrap_or_else(PoisonError::into_inner);
-        if offset < c.1 && c.0 < offset.saturating_add(len) {
-            *c = (0, 0);
-        }
+        self.bsc.invalidate(offset, len);
     }
 
     /// Changes the size as QEMU's `bdrv_co_truncate` does, with its

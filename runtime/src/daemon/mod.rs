@@ -42,6 +42,9 @@ pub struct Inner {
     /// Serializes in-band commands (QEMU's big lock).
     pub command_lock: tokio::sync::Mutex<()>,
     quit: tokio::sync::watch::Sender<bool>,
+    /// True while the command line is being applied (see
+    /// [`Daemon::begin_startup`]).
+    starting: tokio::sync::watch::Sender<bool>,
 }
 
 /// A [`Daemon`] handle that does not keep it alive.
@@ -71,6 +74,7 @@ impl Default for Daemon {
 impl Daemon {
     pub fn new() -> Daemon {
         let (quit, _) = tokio::sync::watch::channel(false);
+        let (starting, _) = tokio::sync::watch::channel(false);
         Daemon(Arc::new_cyclic(|me: &std::sync::Weak<Inner>| {
             let me = me.clone();
             // Nodes send events (BLOCK_WRITE_THRESHOLD) through the bus.
@@ -88,6 +92,7 @@ impl Daemon {
                 exports: export::Exports::default(),
                 command_lock: tokio::sync::Mutex::new(()),
                 quit,
+                starting,
             }
         }))
     }
@@ -111,6 +116,29 @@ impl Daemon {
     /// Whether shutdown was requested.
     pub fn quitting(&self) -> bool {
         *self.quit.borrow()
+    }
+
+    /// Marks the start of the command-line start-up: servers created
+    /// meanwhile (`--nbd-server`) listen at once but serve no client until
+    /// [`Daemon::end_startup`], as QSD serves nobody before its main loop
+    /// runs, so a client that connects early finds every `--export`.
+    pub fn begin_startup(&self) {
+        self.starting.send_replace(true);
+    }
+
+    /// Marks the end of the start-up: waiting servers begin to serve.
+    pub fn end_startup(&self) {
+        self.starting.send_replace(false);
+    }
+
+    /// Resolves once the daemon is not in its start-up (at once outside
+    /// it). The future does not keep the daemon alive.
+    pub fn started(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.starting.subscribe();
+        async move {
+            // An error means the daemon is gone: nothing waits any more.
+            let _ = rx.wait_for(|s| !*s).await;
+        }
     }
 
     /// Waits until shutdown is requested.

@@ -198,6 +198,12 @@ async fn accept_loop(
     l: Listener,
     limit: Option<Arc<Semaphore>>,
 ) {
+    // Clients that connect during the command-line start-up wait in the
+    // listen backlog until every export exists.
+    let started = d.upgrade().map(|d| d.started());
+    if let Some(started) = started {
+        started.await;
+    }
     loop {
         let permit = match &limit {
             Some(sem) => match sem.clone().acquire_owned().await {

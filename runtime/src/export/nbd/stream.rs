@@ -16,6 +16,15 @@ use std::task::{Context, Poll};
 
 use tokio::io::unix::AsyncFd;
 
+/// The send buffer asked for on UNIX sockets (the kernel caps it at
+/// `net.core.wmem_max`). The default (about 200 KiB) holds a fifth of a
+/// 1 MiB READ reply: the writer then sleeps and wakes about five times
+/// per reply while the client drains the socket; with room for several
+/// replies, a 1 MiB sequential read (queue depth 8) measured about 25 %
+/// faster and with a quarter less server CPU per request. TCP keeps its
+/// auto-tuning (setting the size would switch it off).
+const UNIX_SNDBUF: usize = 4 << 20;
+
 /// The socket of an accepted client.
 #[derive(Debug)]
 pub(crate) enum Sock {
@@ -77,10 +86,16 @@ pub(crate) enum Io {
 
 impl Stream {
     /// Registers `sock` (switching it to nonblocking mode); TCP sockets
-    /// get `TCP_NODELAY`, as replies are small and must not wait.
+    /// get `TCP_NODELAY`, as replies are small and must not wait; UNIX
+    /// sockets a send buffer of [`UNIX_SNDBUF`].
     pub fn new(sock: Sock) -> io::Result<Stream> {
         match &sock {
-            Sock::Unix(s) => s.set_nonblocking(true)?,
+            Sock::Unix(s) => {
+                s.set_nonblocking(true)?;
+                if let Err(e) = socket2::SockRef::from(s).set_send_buffer_size(UNIX_SNDBUF) {
+                    tracing::debug!("NBD client: SO_SNDBUF: {e}");
+                }
+            }
             Sock::Tcp(s) => {
                 s.set_nonblocking(true)?;
                 let _ = s.set_nodelay(true);
