@@ -625,7 +625,7 @@ fn refresh_node(node: &Arc<BlockNode>, tran: &mut Tran) -> Result<(), QmpError> 
     }
     if perm.intersects(Perm::WRITE | Perm::WRITE_UNCHANGED)
         && !perm.contains(Perm::RESIZE)
-        && node.size() % node.request_alignment().max(1) != 0
+        && !node.size().is_multiple_of(node.request_alignment().max(1))
     {
         return Err(QmpError::generic(
             "Cannot get 'write' permission without 'resize': Image size is not a multiple of request alignment",

@@ -160,7 +160,7 @@ pub fn block_device_info(node: &BlockNode) -> BlockDeviceInfo {
         backing_file_depth: 0,
         active: o.active,
         encrypted: false,
-        detect_zeroes: o.detect_zeroes.clone(),
+        detect_zeroes: o.detect_zeroes,
         bps: 0,
         bps_rd: 0,
         bps_wr: 0,

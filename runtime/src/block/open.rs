@@ -223,10 +223,7 @@ pub(crate) fn node_opts(o: &BlockdevOptions) -> NodeOpts {
         auto_read_only: o.auto_read_only.unwrap_or(false),
         force_share: o.force_share.unwrap_or(false),
         discard_unmap: o.discard == Some(BlockdevDiscardOptions::Unmap),
-        detect_zeroes: o
-            .detect_zeroes
-            .clone()
-            .unwrap_or(BlockdevDetectZeroesOptions::Off),
+        detect_zeroes: o.detect_zeroes.unwrap_or(BlockdevDetectZeroesOptions::Off),
         direct: cache.and_then(|c| c.direct).unwrap_or(false),
         no_flush: cache.and_then(|c| c.no_flush).unwrap_or(false),
         active: o.active.unwrap_or(true),

@@ -72,7 +72,7 @@ impl Perm {
         (0..Perm::COUNT)
             .rev()
             .filter(|i| self.contains(Perm::bit(*i)))
-            .map(|i| QAPI[i].clone())
+            .map(|i| QAPI[i])
             .collect()
     }
 }

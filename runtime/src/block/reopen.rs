@@ -104,7 +104,6 @@ fn file_ref(o: &BlockdevOptions) -> Option<&BlockdevRef> {
 
 /// Adds `node` with new options (and its inline children) to the queue.
 fn queue(
-    d: &Daemon,
     q: &mut Vec<Entry>,
     node: Arc<BlockNode>,
     explicit: BlockdevOptions,
@@ -137,7 +136,7 @@ fn queue(
         };
         let mut eff = child_explicit.clone();
         inherit(&mut eff, &options);
-        queue(d, q, child, child_explicit, eff)?;
+        queue(q, child, child_explicit, eff)?;
     }
     q[idx].child_queued = child_queued;
     Ok(())
@@ -206,7 +205,7 @@ pub fn blockdev_reopen(d: &Daemon, args: BlockdevReopenArgs) -> Result<(), QmpEr
                 "Failed to find node with node-name='{name}'"
             )));
         };
-        queue(d, &mut q, node, o.clone(), o)?;
+        queue(&mut q, node, o.clone(), o)?;
     }
     for e in q.iter_mut() {
         prepare(d, e)?;

@@ -140,7 +140,7 @@ impl FileDriver {
                 "The '{name}' block driver requires a file name"
             )));
         }
-        let aio = opts.aio.clone().unwrap_or(BlockdevAioOptions::Threads);
+        let aio = opts.aio.unwrap_or(BlockdevAioOptions::Threads);
         if aio == BlockdevAioOptions::Native && !flags.direct {
             return Err(QmpError::generic(
                 "aio=native was specified, but it requires cache.direct=on, which was not specified.",
@@ -300,7 +300,7 @@ impl FileDriver {
 
     fn aligned(&self, offset: u64, len: u64) -> bool {
         let a = self.req_align.load(Ordering::Relaxed);
-        a <= 1 || (offset % a == 0 && len % a == 0)
+        a <= 1 || (offset.is_multiple_of(a) && len.is_multiple_of(a))
     }
 
     fn align_out(&self, offset: u64, len: u64) -> (u64, u64) {
@@ -360,7 +360,7 @@ impl FileDriver {
                 self.raw_write(&st, b, start, flags.fua).await?;
             } else {
                 let _g = self.rmw.read().await;
-                let data = if data.as_ptr() as usize % mem != 0 {
+                let data = if !(data.as_ptr() as usize).is_multiple_of(mem) {
                     IoBuf::from_slice(&data, mem)
                 } else {
                     data
