@@ -24,6 +24,7 @@ pub mod node;
 pub mod null;
 pub mod open;
 pub mod perm;
+pub mod qcow2;
 pub mod qmp;
 pub mod raw;
 pub mod reopen;

@@ -38,6 +38,8 @@ pub struct OpenCx<'a> {
     pub opts: NodeOpts,
     /// The `file` child, opened before the driver.
     pub file: Option<Arc<BlockNode>>,
+    /// The name the node gets (given or generated).
+    pub node_name: String,
 }
 
 impl OpenCx<'_> {
@@ -64,6 +66,7 @@ pub static DRIVERS: &[(&str, OpenFn)] = &[
     ("file", open_file),
     ("host_device", open_file),
     ("raw", open_raw),
+    ("qcow2", super::qcow2::open),
     ("null-co", open_null),
     ("null-aio", open_null),
 ];
@@ -259,6 +262,7 @@ pub(crate) fn open_node(
         .map(|(_, f)| *f);
     let file_ref = match &options.u {
         BlockdevOptionsBranch::Raw(o) => Some((*o.file).clone()),
+        BlockdevOptionsBranch::Qcow2(o) => Some((*o.file).clone()),
         _ if factory.is_none() => generic_file_ref(&options)?,
         _ => None,
     };
@@ -312,6 +316,7 @@ fn open_rest(
         options: &options,
         opts: opts.clone(),
         file,
+        node_name: name.clone(),
     })?;
     if opened.fell_back_read_only {
         opts.read_only = true;

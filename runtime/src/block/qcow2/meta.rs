@@ -1,0 +1,910 @@
+//! The metadata state of an open image: the L1 table, the L2 and refcount
+//! caches, and the rules for changing them so that the image on disk is
+//! consistent whenever the process dies (leaks are allowed, references
+//! to free clusters never):
+//!
+//! - a new cluster gets its refcount in the refcount cache before anything
+//!   points to it; dirty refcount blocks always reach the disk (and are
+//!   flushed) before dirty L2 tables;
+//! - guest data is written before the L2 entry that points to it changes;
+//! - a new L2 table (or refcount block, or table) is written out before the
+//!   L1 entry (or refcount table entry, or header field) that points to it;
+//! - a cluster that goes out of use is not decremented at once: the
+//!   decrement waits in `pending` until the metadata that no longer
+//!   refers to it is on disk.
+//!
+//! [`Meta`] lives behind the driver's asynchronous mutex; its methods may
+//! do metadata I/O but never guest data I/O.
+
+use std::io;
+
+use super::cache::Cache;
+use super::child::{pflush, pread, pwrite};
+use super::{corruption, Geo};
+use crate::block::BlockNode;
+
+/// L1/L2 entry bits.
+pub const COPIED: u64 = 1 << 63;
+pub const COMPRESSED: u64 = 1 << 62;
+pub const ZERO: u64 = 1;
+pub const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
+/// Bits of an L1 entry that must be zero.
+const L1_RESERVED: u64 = 0x7f00_0000_0000_01ff;
+
+/// Why a cluster is released (which `pass-discard-*` option applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeKind {
+    /// A discard request.
+    Request,
+    /// Anything else (copy-on-write, replaced tables).
+    Other,
+}
+
+/// How a guest cluster (or subcluster) is mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Not allocated here: read from the backing chain.
+    Unalloc,
+    /// Reads as zeroes.
+    Zero,
+    /// Data at this host offset (of the start of the range).
+    Data(u64),
+    /// A compressed cluster: the raw L2 entry.
+    Compressed(u64),
+}
+
+/// A run of guest bytes with one mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seg {
+    pub off: u64,
+    pub len: u64,
+    pub kind: Kind,
+}
+
+/// What the read path's lookup found.
+pub enum Lookup {
+    /// The mapping of the whole range.
+    Done(Vec<Seg>),
+    /// An L2 slice at this offset must be loaded first.
+    Need(u64),
+}
+
+/// The L2 entry of one guest cluster, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub raw: u64,
+    pub bitmap: u64,
+}
+
+impl Entry {
+    pub fn host(&self) -> u64 {
+        self.raw & OFFSET_MASK
+    }
+    pub fn compressed(&self) -> bool {
+        self.raw & COMPRESSED != 0
+    }
+    pub fn copied(&self) -> bool {
+        self.raw & COPIED != 0
+    }
+}
+
+/// See the module documentation.
+pub struct Meta {
+    pub geo: Geo,
+    pub l1: Vec<u64>,
+    pub l1_offset: u64,
+    pub rt: Vec<u64>,
+    pub rt_offset: u64,
+    pub rt_clusters: u64,
+    pub l2: Cache,
+    pub rb: Cache,
+    /// Decrements waiting for the metadata that dropped the reference to
+    /// reach the disk: (host offset, clusters, why).
+    pub pending: Vec<(u64, u64, FreeKind)>,
+    /// Clusters below this index are known to be in use.
+    pub free_hint: u64,
+    /// Host clusters at or past this offset were never written.
+    pub file_end: u64,
+    /// Current incompatible feature bits.
+    pub incompat: u64,
+    pub autoclear: u64,
+    /// Snapshot table (offset, bytes) for overlap checks.
+    pub snap_table: (u64, u64),
+    /// Changes when L2 slices are written back or dropped (read-path
+    /// loads outside the lock check it).
+    pub l2_epoch: u64,
+    /// Pass discards of freed clusters on to the file: (request, other).
+    pub pass_discard: (bool, bool),
+}
+
+fn be64(b: &[u8], i: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[i * 8..i * 8 + 8]);
+    u64::from_be_bytes(a)
+}
+
+fn put64(b: &mut [u8], i: usize, v: u64) {
+    b[i * 8..i * 8 + 8].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Reads refcount `i` of a block with entries of `1 << order` bits.
+pub fn rc_get(b: &[u8], i: u64, order: u32) -> u64 {
+    let i = i as usize;
+    match order {
+        0..=2 => {
+            let bits = 1usize << order;
+            let pos = i * bits;
+            ((b[pos / 8] >> (pos % 8)) as u64) & ((1u64 << bits) - 1)
+        }
+        3 => b[i] as u64,
+        4 => u16::from_be_bytes([b[2 * i], b[2 * i + 1]]) as u64,
+        5 => u32::from_be_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]) as u64,
+        _ => be64(b, i),
+    }
+}
+
+/// Sets refcount `i` (the caller checked the value fits).
+pub fn rc_set(b: &mut [u8], i: u64, order: u32, v: u64) {
+    let i = i as usize;
+    match order {
+        0..=2 => {
+            let bits = 1usize << order;
+            let pos = i * bits;
+            let mask = (((1u16 << bits) - 1) as u8) << (pos % 8);
+            b[pos / 8] = (b[pos / 8] & !mask) | (((v as u8) << (pos % 8)) & mask);
+        }
+        3 => b[i] = v as u8,
+        4 => b[2 * i..2 * i + 2].copy_from_slice(&(v as u16).to_be_bytes()),
+        5 => b[4 * i..4 * i + 4].copy_from_slice(&(v as u32).to_be_bytes()),
+        _ => put64(b, i, v),
+    }
+}
+
+impl Meta {
+    fn cs(&self) -> u64 {
+        self.geo.cs
+    }
+
+    /// Guest offset → (L1 index, index in the L2 table).
+    pub fn split(&self, guest: u64) -> (u64, u64) {
+        let c = guest >> self.geo.cluster_bits;
+        (c / self.geo.l2_entries, c % self.geo.l2_entries)
+    }
+
+    /// The L2 table offset of L1 entry `l1i` (0: none), checked.
+    pub fn l2_table(&self, l1i: u64) -> io::Result<u64> {
+        let e = self.l1.get(l1i as usize).copied().unwrap_or(0);
+        let off = e & OFFSET_MASK;
+        if e & L1_RESERVED != 0 || off % self.cs() != 0 {
+            return Err(corruption(
+                format!("L2 table offset {off:#x} unaligned (L1 index: {l1i:#x})"),
+                None,
+            ));
+        }
+        Ok(off)
+    }
+
+    /// Cache key of the slice holding entry `idx` of the table at `l2`,
+    /// and the index within the slice.
+    pub fn slice_of(&self, l2: u64, idx: u64) -> (u64, usize) {
+        let se = self.geo.slice_entries;
+        let s = idx / se;
+        (
+            l2 + s * se * self.geo.l2_entry_size,
+            (idx % se) as usize,
+        )
+    }
+
+    /// Entry `i` of a cached slice.
+    fn entry_in(&mut self, key: u64, i: usize) -> Option<Entry> {
+        let ext = self.geo.ext_l2;
+        self.l2.get(key).map(|b| {
+            if ext {
+                Entry {
+                    raw: be64(b, 2 * i),
+                    bitmap: be64(b, 2 * i + 1),
+                }
+            } else {
+                Entry {
+                    raw: be64(b, i),
+                    bitmap: 0,
+                }
+            }
+        })
+    }
+
+    /// Loads the slice `key` into the cache (making room first).
+    pub async fn load_slice(&mut self, f: &BlockNode, data: &BlockNode, key: u64) -> io::Result<()> {
+        if self.l2.contains(key) {
+            return Ok(());
+        }
+        let b = pread(f, key, self.l2.entry_size).await?;
+        self.insert_slice(f, data, key, b.to_vec()).await
+    }
+
+    /// Adds a slice read from disk, making room in the cache.
+    pub async fn insert_slice(
+        &mut self,
+        f: &BlockNode,
+        data: &BlockNode,
+        key: u64,
+        bytes: Vec<u8>,
+    ) -> io::Result<()> {
+        if self.l2.contains(key) {
+            return Ok(());
+        }
+        if !self.l2.make_room() {
+            self.write_back(f, data).await?;
+            self.l2.make_room();
+        }
+        self.l2.insert(key, bytes, false);
+        Ok(())
+    }
+
+    /// The entry of guest cluster `gc` for the write path (loads its
+    /// slice); `None` if there is no L2 table.
+    pub async fn entry(
+        &mut self,
+        f: &BlockNode,
+        data: &BlockNode,
+        guest: u64,
+    ) -> io::Result<Option<(u64, Entry)>> {
+        let (l1i, l2i) = self.split(guest);
+        let l2 = self.l2_table(l1i)?;
+        if l2 == 0 {
+            return Ok(None);
+        }
+        let (key, i) = self.slice_of(l2, l2i);
+        self.load_slice(f, data, key).await?;
+        Ok(self.entry_in(key, i).map(|e| (l2, e)))
+    }
+
+    /// Sets the entry of guest cluster `guest`, whose L2 table must exist
+    /// (see [`Meta::ensure_l2`]).
+    pub async fn set_entry(
+        &mut self,
+        f: &BlockNode,
+        data: &BlockNode,
+        guest: u64,
+        e: Entry,
+    ) -> io::Result<()> {
+        let (l1i, l2i) = self.split(guest);
+        let l2 = self.l2_table(l1i)?;
+        let (key, i) = self.slice_of(l2, l2i);
+        self.load_slice(f, data, key).await?;
+        let ext = self.geo.ext_l2;
+        if let Some(b) = self.l2.get_mut(key) {
+            if ext {
+                put64(b, 2 * i, e.raw);
+                put64(b, 2 * i + 1, e.bitmap);
+            } else {
+                put64(b, i, e.raw);
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps `[off, off+len)` from cached tables only (the read path);
+    /// asks for a slice load on a miss.
+    pub fn lookup(&mut self, off: u64, len: u64) -> io::Result<Lookup> {
+        let mut segs: Vec<Seg> = Vec::new();
+        let mut pos = off;
+        let end = off + len;
+        let cs = self.cs();
+        while pos < end {
+            let cstart = pos & !(cs - 1);
+            let cend = (cstart + cs).min(end);
+            let (l1i, l2i) = self.split(pos);
+            let l2 = if (l1i as usize) < self.l1.len() {
+                self.l2_table(l1i)?
+            } else {
+                0
+            };
+            let entry = if l2 == 0 {
+                Entry { raw: 0, bitmap: 0 }
+            } else {
+                let (key, i) = self.slice_of(l2, l2i);
+                match self.entry_in(key, i) {
+                    Some(e) => e,
+                    None => return Ok(Lookup::Need(key)),
+                }
+            };
+            self.classify(entry, l2, l2i, cstart, pos, cend, &mut segs)?;
+            pos = cend;
+        }
+        Ok(Lookup::Done(segs))
+    }
+
+    /// Appends the segments of `[pos, cend)` inside the guest cluster at
+    /// `cstart` mapped by `e`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn classify(
+        &self,
+        e: Entry,
+        l2: u64,
+        l2i: u64,
+        cstart: u64,
+        pos: u64,
+        cend: u64,
+        segs: &mut Vec<Seg>,
+    ) -> io::Result<()> {
+        let cs = self.cs();
+        let push = |segs: &mut Vec<Seg>, off: u64, len: u64, kind: Kind| {
+            if let Some(last) = segs.last_mut() {
+                let merge = match (last.kind, kind) {
+                    (Kind::Unalloc, Kind::Unalloc) | (Kind::Zero, Kind::Zero) => true,
+                    (Kind::Data(a), Kind::Data(b)) => a + last.len == b,
+                    _ => false,
+                };
+                if merge && last.off + last.len == off {
+                    last.len += len;
+                    return;
+                }
+            }
+            segs.push(Seg { off, len, kind });
+        };
+        let bad = |what: &str| {
+            corruption(
+                format!("{what} (L2 offset: {l2:#x}, L2 index: {l2i:#x})"),
+                None,
+            )
+        };
+        if e.compressed() {
+            if self.geo.external_data {
+                return Err(bad("Compressed cluster entry found in image with external data file"));
+            }
+            if e.bitmap != 0 && self.geo.ext_l2 {
+                return Err(bad("Invalid cluster entry found "));
+            }
+            push(segs, pos, cend - pos, Kind::Compressed(e.raw));
+            return Ok(());
+        }
+        let host = e.host();
+        if e.raw & !(COPIED | OFFSET_MASK | ZERO) != 0 {
+            return Err(bad("Invalid cluster entry found "));
+        }
+        if host % cs != 0 {
+            return Err(corruption(
+                format!(
+                    "Cluster allocation offset {host:#x} unaligned (L2 offset: {l2:#x}, L2 index: {l2i:#x})"
+                ),
+                None,
+            ));
+        }
+        let data_ok = host != 0 || (self.geo.external_data && e.copied());
+        if !self.geo.ext_l2 {
+            let kind = if self.geo.version >= 3 && e.raw & ZERO != 0 {
+                Kind::Zero
+            } else if data_ok {
+                Kind::Data(host + (pos - cstart))
+            } else if e.raw != 0 {
+                return Err(bad("Invalid cluster entry found "));
+            } else {
+                Kind::Unalloc
+            };
+            push(segs, pos, cend - pos, kind);
+            return Ok(());
+        }
+        if e.raw & ZERO != 0 || (e.bitmap & (e.bitmap >> 32) & 0xffff_ffff) != 0 {
+            return Err(bad("Invalid cluster entry found "));
+        }
+        let scs = cs / 32;
+        let mut p = pos;
+        while p < cend {
+            let sc = (p - cstart) / scs;
+            let send = (cstart + (sc + 1) * scs).min(cend);
+            let kind = if e.bitmap & (1 << sc) != 0 {
+                if !data_ok {
+                    return Err(bad("Invalid cluster entry found "));
+                }
+                Kind::Data(host + (p - cstart))
+            } else if e.bitmap & (1 << (sc + 32)) != 0 {
+                Kind::Zero
+            } else {
+                Kind::Unalloc
+            };
+            push(segs, p, send - p, kind);
+            p = send;
+        }
+        Ok(())
+    }
+
+    // Refcounts.
+
+    fn rb_span(&self) -> u64 {
+        self.geo.rb_entries
+    }
+
+    /// The refcount block of cluster `c` (0: none), checked.
+    fn block_of(&self, c: u64) -> io::Result<u64> {
+        let i = c / self.rb_span();
+        let e = self.rt.get(i as usize).copied().unwrap_or(0);
+        if e & 0x1ff != 0 || (e & !0x1ff) % self.cs() != 0 {
+            return Err(corruption(
+                format!("Refblock offset {e:#x} unaligned (reftable index: {i:#x})"),
+                None,
+            ));
+        }
+        Ok(e)
+    }
+
+    async fn load_block(&mut self, f: &BlockNode, off: u64) -> io::Result<()> {
+        if self.rb.contains(off) {
+            return Ok(());
+        }
+        if !self.rb.make_room() {
+            self.write_blocks(f).await?;
+            self.rb.make_room();
+        }
+        let b = pread(f, off, self.cs() as usize).await?;
+        self.rb.insert(off, b.to_vec(), false);
+        Ok(())
+    }
+
+    /// The refcount of host cluster `c`.
+    pub async fn refcount(&mut self, f: &BlockNode, c: u64) -> io::Result<u64> {
+        let b = self.block_of(c)?;
+        if b == 0 {
+            return Ok(0);
+        }
+        self.load_block(f, b).await?;
+        let order = self.geo.refcount_order;
+        let i = c % self.rb_span();
+        Ok(self.rb.get(b).map_or(0, |d| rc_get(d, i, order)))
+    }
+
+    /// Sets the refcount of cluster `c`, whose block exists.
+    async fn set_refcount(&mut self, f: &BlockNode, c: u64, v: u64) -> io::Result<()> {
+        let b = self.block_of(c)?;
+        if b == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.load_block(f, b).await?;
+        let order = self.geo.refcount_order;
+        let i = c % self.rb_span();
+        if let Some(d) = self.rb.get_mut(b) {
+            rc_set(d, i, order, v);
+        }
+        Ok(())
+    }
+
+    fn max_refcount(&self) -> u64 {
+        let bits = 1u32 << self.geo.refcount_order;
+        if bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        }
+    }
+
+    /// Adds `delta` to the refcount of cluster `c`.
+    pub async fn add_refcount(&mut self, f: &BlockNode, c: u64, delta: i64) -> io::Result<u64> {
+        let cur = self.refcount(f, c).await?;
+        let new = if delta < 0 {
+            cur.checked_sub(delta.unsigned_abs())
+        } else {
+            cur.checked_add(delta as u64)
+                .filter(|v| *v <= self.max_refcount())
+        };
+        let Some(new) = new else {
+            return Err(corruption(
+                format!(
+                    "Refcount of cluster {:#x} out of range while changing it by {delta}",
+                    c * self.cs()
+                ),
+                None,
+            ));
+        };
+        self.set_refcount(f, c, new).await?;
+        Ok(new)
+    }
+
+    /// The first free cluster at or after `from`.
+    async fn find_free(&mut self, f: &BlockNode, from: u64) -> io::Result<u64> {
+        let mut c = from.max(1);
+        let span = self.rb_span();
+        loop {
+            let b = self.block_of(c)?;
+            if b == 0 {
+                return Ok(c);
+            }
+            self.load_block(f, b).await?;
+            let order = self.geo.refcount_order;
+            let d = self.rb.get(b).map(|d| d.to_vec()).unwrap_or_default();
+            let mut i = c % span;
+            while i < span {
+                if rc_get(&d, i, order) == 0 {
+                    return Ok(c - c % span + i);
+                }
+                i += 1;
+            }
+            c = c - c % span + span;
+        }
+    }
+
+    /// Creates the refcount block of span `i` at the first cluster of the
+    /// span (which then describes itself).
+    async fn create_block(&mut self, f: &BlockNode, i: u64) -> io::Result<()> {
+        if i as usize >= self.rt.len() {
+            self.grow_reftable(f, i).await?;
+            if self.rt.get(i as usize).copied().unwrap_or(0) != 0 {
+                return Ok(());
+            }
+        }
+        let cs = self.cs();
+        let c = i * self.rb_span();
+        let off = c * cs;
+        let mut d = vec![0u8; cs as usize];
+        rc_set(&mut d, 0, self.geo.refcount_order, 1);
+        pwrite(f, off, &d).await?;
+        pflush(f).await?;
+        pwrite(f, self.rt_offset + i * 8, &off.to_be_bytes()).await?;
+        self.rt[i as usize] = off;
+        self.file_end = self.file_end.max(off + cs);
+        if !self.rb.make_room() {
+            self.write_blocks(f).await?;
+            self.rb.make_room();
+        }
+        self.rb.insert(off, d, false);
+        Ok(())
+    }
+
+    /// Allocates `n` contiguous clusters (refcount 1 each); returns the
+    /// host offset of the first and whether they were never written.
+    pub async fn alloc(&mut self, f: &BlockNode, n: u64) -> io::Result<(u64, bool)> {
+        let span = self.rb_span();
+        let mut from = self.free_hint;
+        'search: loop {
+            let c = self.find_free(f, from).await?;
+            if (c + n).checked_mul(self.cs()).is_none_or(|e| e > (1u64 << 56)) {
+                return Err(io::Error::from_raw_os_error(libc::EFBIG));
+            }
+            // Every span the run touches needs its block.
+            let mut s = c / span;
+            while s <= (c + n - 1) / span {
+                if self.block_of(s * span)? == 0 {
+                    self.create_block(f, s).await?;
+                    from = c;
+                    continue 'search;
+                }
+                s += 1;
+            }
+            for k in 0..n {
+                if self.refcount(f, c + k).await? != 0 {
+                    from = c + k + 1;
+                    continue 'search;
+                }
+            }
+            for k in 0..n {
+                self.set_refcount(f, c + k, 1).await?;
+            }
+            if n == 1 || c == self.free_hint {
+                self.free_hint = c + n;
+            }
+            let off = c * self.cs();
+            let fresh = off >= self.file_end;
+            self.file_end = self.file_end.max(off + n * self.cs());
+            return Ok((off, fresh));
+        }
+    }
+
+    /// Grows the refcount table to cover span `need`: new blocks for the
+    /// area holding the new table go next to it, past the end of the
+    /// image, aligned to a span so that the area describes itself.
+    async fn grow_reftable(&mut self, f: &BlockNode, need: u64) -> io::Result<()> {
+        let cs = self.cs();
+        let span = self.rb_span();
+        let span_bytes = span * cs;
+        let per_cluster = cs / 8;
+        let mut entries = (need + 1).max(self.rt.len() as u64 * 3 / 2);
+        let area = self.file_end.div_ceil(span_bytes) * span_bytes;
+        let area_span = area / span_bytes;
+        let (mut nb, mut tc);
+        loop {
+            tc = entries.div_ceil(per_cluster);
+            nb = (tc + 1).div_ceil(span).max(1);
+            while nb * span < nb + tc {
+                nb += 1;
+            }
+            if entries >= area_span + nb {
+                break;
+            }
+            entries = area_span + nb;
+        }
+        if tc * cs > super::header::MAX_REFTABLE_BYTES {
+            return Err(io::Error::from_raw_os_error(libc::EFBIG));
+        }
+        let total = nb + tc;
+        let order = self.geo.refcount_order;
+        let mut blocks = Vec::new();
+        for k in 0..nb {
+            let mut d = vec![0u8; cs as usize];
+            for j in 0..span {
+                let idx = k * span + j;
+                if idx >= total {
+                    break;
+                }
+                rc_set(&mut d, j, order, 1);
+            }
+            pwrite(f, area + k * cs, &d).await?;
+            blocks.push(d);
+        }
+        let table_off = area + nb * cs;
+        let mut t = vec![0u8; (tc * cs) as usize];
+        for (i, e) in self.rt.iter().enumerate() {
+            put64(&mut t, i, *e);
+        }
+        for k in 0..nb {
+            put64(&mut t, (area_span + k) as usize, area + k * cs);
+        }
+        pwrite(f, table_off, &t).await?;
+        pflush(f).await?;
+        let mut h = [0u8; 12];
+        h[..8].copy_from_slice(&table_off.to_be_bytes());
+        h[8..].copy_from_slice(&(tc as u32).to_be_bytes());
+        pwrite(f, super::header::OFF_REFTABLE, &h).await?;
+        pflush(f).await?;
+        let old = (self.rt_offset, self.rt_clusters);
+        self.rt = (0..(tc * per_cluster) as usize).map(|i| be64(&t, i)).collect();
+        self.rt_offset = table_off;
+        self.rt_clusters = tc;
+        self.file_end = self.file_end.max(area + total * cs);
+        for (k, d) in blocks.into_iter().enumerate() {
+            if !self.rb.make_room() {
+                self.write_blocks(f).await?;
+                self.rb.make_room();
+            }
+            self.rb.insert(area + k as u64 * cs, d, false);
+        }
+        self.pending.push((old.0, old.1, FreeKind::Other));
+        Ok(())
+    }
+
+    /// Queues the release of `n` clusters at `off` (see the module
+    /// documentation).
+    pub fn free_later(&mut self, off: u64, n: u64, kind: FreeKind) {
+        if n > 0 {
+            self.pending.push((off, n, kind));
+        }
+    }
+
+    /// The host clusters a compressed L2 entry uses: (first offset, count).
+    pub fn compressed_span(&self, raw: u64) -> (u64, u64) {
+        let (off, len) = self.geo.compressed_range(raw);
+        let cs = self.cs();
+        let first = off & !(cs - 1);
+        let last = (off + len - 1) & !(cs - 1);
+        (first, (last - first) / cs + 1)
+    }
+
+    /// Drops the data reference of an L2 entry that is being replaced.
+    pub fn release_entry(&mut self, e: Entry, kind: FreeKind) {
+        if self.geo.external_data {
+            return;
+        }
+        if e.compressed() {
+            let (first, n) = self.compressed_span(e.raw);
+            for k in 0..n {
+                self.free_later(first + k * self.cs(), 1, kind);
+            }
+        } else if e.host() != 0 {
+            self.free_later(e.host(), 1, kind);
+        }
+    }
+
+    /// Writes the dirty refcount blocks.
+    pub async fn write_blocks(&mut self, f: &BlockNode) -> io::Result<bool> {
+        let d = self.rb.dirty();
+        let any = !d.is_empty();
+        for (off, b) in d {
+            pwrite(f, off, &b).await?;
+            self.rb.mark_clean(off, &b);
+        }
+        Ok(any)
+    }
+
+    /// Writes back all dirty metadata in dependency order, then applies
+    /// the pending decrements (which stay dirty in the refcount cache).
+    pub async fn write_back(&mut self, f: &BlockNode, data: &BlockNode) -> io::Result<()> {
+        let l2_dirty = self.l2.has_dirty();
+        if self.write_blocks(f).await? || l2_dirty {
+            pflush(f).await?;
+        }
+        if l2_dirty && !std::ptr::eq(f, data) {
+            pflush(data).await?;
+        }
+        let d = self.l2.dirty();
+        if !d.is_empty() {
+            self.l2_epoch += 1;
+        }
+        for (off, b) in d {
+            pwrite(f, off, &b).await?;
+            self.l2.mark_clean(off, &b);
+        }
+        if !self.pending.is_empty() {
+            pflush(f).await?;
+            let pending = std::mem::take(&mut self.pending);
+            let cs = self.cs();
+            for (off, n, kind) in pending {
+                for k in 0..n {
+                    let c = off / cs + k;
+                    let v = self.add_refcount(f, c, -1).await?;
+                    if v == 0 {
+                        self.free_hint = self.free_hint.min(c);
+                        let pass = match kind {
+                            FreeKind::Request => self.pass_discard.0,
+                            FreeKind::Other => self.pass_discard.1,
+                        };
+                        if pass {
+                            let _ = super::child::pdiscard(data_for(f, data, self), c * cs, cs).await;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes everything back and flushes the file (a guest flush).
+    pub async fn flush(&mut self, f: &BlockNode, data: &BlockNode) -> io::Result<()> {
+        self.write_back(f, data).await?;
+        self.write_blocks(f).await?;
+        pflush(f).await?;
+        if !std::ptr::eq(f, data) {
+            pflush(data).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure guest cluster `guest` has an L2 table with refcount 1
+    /// (allocating or copying one); returns its offset.
+    pub async fn ensure_l2(&mut self, f: &BlockNode, data: &BlockNode, guest: u64) -> io::Result<u64> {
+        let (l1i, _) = self.split(guest);
+        if l1i as usize >= self.l1.len() {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        let old = self.l2_table(l1i)?;
+        let cur = self.l1[l1i as usize];
+        if old != 0 && cur & COPIED != 0 {
+            return Ok(old);
+        }
+        let cs = self.cs();
+        let (new, _) = self.alloc(f, 1).await?;
+        self.check_overlap(new, cs, true)?;
+        let mut t = vec![0u8; cs as usize];
+        if old != 0 {
+            // Copy the shared table; its data clusters keep their counts.
+            let se = self.geo.slice_entries;
+            let slices = self.geo.l2_entries / se;
+            for s in 0..slices {
+                let key = old + s * se * self.geo.l2_entry_size;
+                self.load_slice(f, data, key).await?;
+                let b = self.l2.get(key).map(|b| b.to_vec()).unwrap_or_default();
+                let start = (key - old) as usize;
+                t[start..start + b.len()].copy_from_slice(&b);
+            }
+            for s in 0..slices {
+                self.l2.remove(old + s * se * self.geo.l2_entry_size);
+            }
+            self.l2_epoch += 1;
+        }
+        // Refcount first, then the table, then the L1 entry.
+        if self.write_blocks(f).await? {
+            pflush(f).await?;
+        }
+        pwrite(f, new, &t).await?;
+        pflush(f).await?;
+        let e = new | COPIED;
+        pwrite(f, self.l1_offset + l1i * 8, &e.to_be_bytes()).await?;
+        self.l1[l1i as usize] = e;
+        if old != 0 {
+            self.free_later(old, 1, FreeKind::Other);
+        }
+        let se_bytes = (self.geo.slice_entries * self.geo.l2_entry_size) as usize;
+        for (k, chunk) in t.chunks(se_bytes).enumerate() {
+            let key = new + (k * se_bytes) as u64;
+            self.insert_slice(f, data, key, chunk.to_vec()).await?;
+        }
+        Ok(new)
+    }
+
+    /// QEMU's metadata overlap check for a write of `len` bytes at host
+    /// offset `off` in the image file: an error naming the structure hit.
+    pub fn check_overlap(&self, off: u64, len: u64, full: bool) -> io::Result<()> {
+        let cs = self.cs();
+        let hit = |a: u64, l: u64| l > 0 && off < a.saturating_add(l) && a < off + len;
+        let what = if hit(0, cs) {
+            Some("qcow2_header")
+        } else if hit(self.l1_offset, self.l1.len() as u64 * 8) {
+            Some("active L1 table")
+        } else if hit(self.rt_offset, self.rt_clusters * cs) {
+            Some("refcount table")
+        } else if hit(self.snap_table.0, self.snap_table.1) {
+            Some("snapshot table")
+        } else if full && self.rt.iter().any(|b| *b != 0 && hit(*b & !0x1ff, cs)) {
+            Some("refcount block")
+        } else if full && self.l1.iter().any(|e| {
+            let o = *e & OFFSET_MASK;
+            o != 0 && hit(o, cs)
+        }) {
+            Some("active L2 table")
+        } else {
+            None
+        };
+        match what {
+            Some(w) => Err(corruption(
+                format!("Preventing invalid write on metadata (overlaps with {w})"),
+                Some((off, len)),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Grows the L1 table to `entries` (copying it to new clusters).
+    pub async fn grow_l1(&mut self, f: &BlockNode, entries: u64) -> io::Result<()> {
+        if entries <= self.l1.len() as u64 {
+            return Ok(());
+        }
+        if entries * 8 > super::header::MAX_L1_BYTES {
+            return Err(io::Error::from_raw_os_error(libc::EFBIG));
+        }
+        let cs = self.cs();
+        let n = (entries * 8).div_ceil(cs);
+        let (new, _) = self.alloc(f, n).await?;
+        let mut t = vec![0u8; (n * cs) as usize];
+        for (i, e) in self.l1.iter().enumerate() {
+            put64(&mut t, i, *e);
+        }
+        if self.write_blocks(f).await? {
+            pflush(f).await?;
+        }
+        pwrite(f, new, &t).await?;
+        pflush(f).await?;
+        let mut h = [0u8; 12];
+        h[..4].copy_from_slice(&(entries as u32).to_be_bytes());
+        h[4..].copy_from_slice(&new.to_be_bytes());
+        pwrite(f, super::header::OFF_L1, &h).await?;
+        pflush(f).await?;
+        let old = (self.l1_offset, (self.l1.len() as u64 * 8).div_ceil(cs));
+        self.l1.resize(entries as usize, 0);
+        self.l1_offset = new;
+        if old.0 != 0 && old.1 > 0 {
+            self.free_later(old.0, old.1, FreeKind::Other);
+        }
+        Ok(())
+    }
+}
+
+/// The node that holds guest data clusters.
+fn data_for<'a>(f: &'a BlockNode, data: &'a BlockNode, m: &Meta) -> &'a BlockNode {
+    if m.geo.external_data {
+        data
+    } else {
+        f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refcount_widths() {
+        for order in 0..=6u32 {
+            let bits = 1u32 << order;
+            let entries = 64 * 8 / bits as u64;
+            let mut b = vec![0u8; 64];
+            let max = if bits == 64 { u64::MAX } else { (1 << bits) - 1 };
+            for i in 0..entries {
+                rc_set(&mut b, i, order, (i * 7) & max);
+            }
+            for i in 0..entries {
+                assert_eq!(rc_get(&b, i, order), (i * 7) & max, "order {order} i {i}");
+            }
+        }
+        // 1-bit refcounts: least significant bit first.
+        let mut b = vec![0u8; 1];
+        rc_set(&mut b, 0, 0, 1);
+        assert_eq!(b[0], 1);
+    }
+}
