@@ -26,6 +26,9 @@ pub mod locks;
 pub mod meta;
 pub mod open;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
