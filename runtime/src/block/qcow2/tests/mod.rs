@@ -63,7 +63,7 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
 /// `qemu-img check` must report a clean image (no errors, no leaks).
 pub fn check_clean(path: &str) {
     let out = Command::new("qemu-img")
-        .args(["check", "--output=json", path])
+        .args(["check", "-U", "--output=json", path])
         .output()
         .expect("qemu-img");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -81,7 +81,7 @@ pub fn check_clean(path: &str) {
 /// `qemu-img check`: no corruption (leaks allowed); returns the leaks.
 pub fn check_consistent(path: &str) -> u64 {
     let out = Command::new("qemu-img")
-        .args(["check", "--output=json", path])
+        .args(["check", "-U", "--output=json", path])
         .output()
         .expect("qemu-img");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
