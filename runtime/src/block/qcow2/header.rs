@@ -459,7 +459,9 @@ pub fn serialize(h: &Header) -> Vec<u8> {
     if let Some(f) = &h.data_file {
         ext(&mut b, EXT_DATA_FILE, f.as_bytes());
     }
-    if h.version >= 3 {
+    // QEMU leaves the table out of small clusters (room for the backing
+    // file name).
+    if h.version >= 3 && cs > 4096 {
         let mut t = Vec::new();
         for (ty, bit, name) in feature_table() {
             let mut e = [0u8; 48];
@@ -490,7 +492,7 @@ pub fn serialized_len(h: &Header) -> usize {
     if let Some(f) = &h.data_file {
         n += pad(f.len());
     }
-    if h.version >= 3 {
+    if h.version >= 3 && h.cluster_size() > 4096 {
         n += pad(48 * feature_table().len());
     }
     n += 8;

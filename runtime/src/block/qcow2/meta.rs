@@ -522,9 +522,10 @@ impl Meta {
         }
     }
 
-    /// Creates the refcount block of span `i` at the first cluster of the
-    /// span (which then describes itself).
-    async fn create_block(&mut self, f: &BlockNode, i: u64) -> io::Result<()> {
+    /// Creates the (empty) refcount block of span `i` at cluster `at`. A
+    /// block inside its own span counts itself; elsewhere, `at` must be
+    /// described by an existing block already.
+    async fn create_block(&mut self, f: &BlockNode, i: u64, at: u64) -> io::Result<()> {
         if i as usize >= self.rt.len() {
             self.grow_reftable(f, i).await?;
             if self.rt.get(i as usize).copied().unwrap_or(0) != 0 {
@@ -532,10 +533,17 @@ impl Meta {
             }
         }
         let cs = self.cs();
-        let c = i * self.rb_span();
-        let off = c * cs;
+        let span = self.rb_span();
+        let off = at * cs;
         let mut d = vec![0u8; cs as usize];
-        rc_set(&mut d, 0, self.geo.refcount_order, 1);
+        if at / span == i {
+            rc_set(&mut d, at % span, self.geo.refcount_order, 1);
+        } else {
+            self.set_refcount(f, at, 1).await?;
+            if self.write_blocks(f).await? {
+                pflush(f).await?;
+            }
+        }
         pwrite(f, off, &d).await?;
         pflush(f).await?;
         pwrite(f, self.rt_offset + i * 8, &off.to_be_bytes()).await?;
@@ -549,26 +557,54 @@ impl Meta {
         Ok(())
     }
 
+    /// Gives span `s` a refcount block, placed at the first free cluster
+    /// from `from` on (outside a run being allocated).
+    async fn give_block(&mut self, f: &BlockNode, s: u64, from: u64) -> io::Result<()> {
+        let span = self.rb_span();
+        loop {
+            if self.block_of(s * span)? != 0 {
+                return Ok(());
+            }
+            let b = self.find_free(f, from).await?;
+            let bs = b / span;
+            if bs != s && self.block_of(b)? == 0 {
+                // The block's own span needs a block first: it describes
+                // itself there.
+                self.create_block(f, bs, b).await?;
+                continue;
+            }
+            return self.create_block(f, s, b).await;
+        }
+    }
+
     /// Allocates `n` contiguous clusters (refcount 1 each); returns the
     /// host offset of the first and whether they were never written.
+    /// Refcount blocks that the run needs go after it.
     pub async fn alloc(&mut self, f: &BlockNode, n: u64) -> io::Result<(u64, bool)> {
         let span = self.rb_span();
+        let cs = self.cs();
         let mut from = self.free_hint;
         'search: loop {
             let c = self.find_free(f, from).await?;
-            if (c + n).checked_mul(self.cs()).is_none_or(|e| e > (1u64 << 56)) {
+            if (c + n).checked_mul(cs).is_none_or(|e| e > (1u64 << 56)) {
                 return Err(io::Error::from_raw_os_error(libc::EFBIG));
             }
-            // Every span the run touches needs its block.
+            for k in 1..n {
+                if self.refcount(f, c + k).await? != 0 {
+                    from = c + k + 1;
+                    continue 'search;
+                }
+            }
+            let fresh = c * cs >= self.file_end;
+            self.file_end = self.file_end.max((c + n) * cs);
             let mut s = c / span;
             while s <= (c + n - 1) / span {
                 if self.block_of(s * span)? == 0 {
-                    self.create_block(f, s).await?;
-                    from = c;
-                    continue 'search;
+                    self.give_block(f, s, c + n).await?;
                 }
                 s += 1;
             }
+            // Blocks may have landed inside the run (table growth): check.
             for k in 0..n {
                 if self.refcount(f, c + k).await? != 0 {
                     from = c + k + 1;
@@ -581,10 +617,7 @@ impl Meta {
             if n == 1 || c == self.free_hint {
                 self.free_hint = c + n;
             }
-            let off = c * self.cs();
-            let fresh = off >= self.file_end;
-            self.file_end = self.file_end.max(off + n * self.cs());
-            return Ok((off, fresh));
+            return Ok((c * cs, fresh));
         }
     }
 
@@ -851,7 +884,8 @@ impl Meta {
         let cs = self.cs();
         let n = (entries * 8).div_ceil(cs);
         let (new, _) = self.alloc(f, n).await?;
-        let mut t = vec![0u8; (n * cs) as usize];
+        // Only the entries are written (the rest of the clusters is unused).
+        let mut t = vec![0u8; (entries * 8) as usize];
         for (i, e) in self.l1.iter().enumerate() {
             put64(&mut t, i, *e);
         }

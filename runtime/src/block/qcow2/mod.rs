@@ -20,6 +20,7 @@
 pub mod cache;
 pub mod child;
 pub mod compress;
+pub mod create;
 pub mod header;
 mod io;
 pub mod locks;
