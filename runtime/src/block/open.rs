@@ -56,7 +56,19 @@ pub struct Opened {
     pub children: Vec<(String, ChildRole, Arc<BlockNode>)>,
     /// The image could only be opened read-only (`auto-read-only`).
     pub fell_back_read_only: bool,
+    /// Children opened once the node is in the graph (QEMU opens a
+    /// format's backing and data files after the node itself); they are
+    /// handed to the driver with [`BlockDriver::replace_child`].
+    pub deferred: Option<DeferredOpen>,
 }
+
+/// See [`Opened::deferred`].
+pub type DeferredOpen = Box<
+    dyn FnOnce(
+        &Daemon,
+        &BlockdevOptions,
+    ) -> Result<Vec<(String, ChildRole, Arc<BlockNode>)>, QmpError>,
+>;
 
 /// A driver's open function.
 pub type OpenFn = fn(&OpenCx<'_>) -> Result<Opened, QmpError>;
@@ -95,6 +107,7 @@ fn open_file(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
         driver: Box::new(drv),
         children: Vec::new(),
         fell_back_read_only: fell_back,
+        deferred: None,
     })
 }
 
@@ -111,6 +124,7 @@ fn open_raw(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
         driver: Box::new(drv),
         children: vec![("file".into(), RawDriver::file_role(o), file)],
         fell_back_read_only: false,
+        deferred: None,
     })
 }
 
@@ -124,6 +138,7 @@ fn open_null(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
         driver: Box::new(NullDriver::open(name, o)?),
         children: Vec::new(),
         fell_back_read_only: false,
+        deferred: None,
     })
 }
 
@@ -185,7 +200,7 @@ pub(crate) fn inherit(child: &mut BlockdevOptions, parent: &BlockdevOptions) {
 }
 
 /// Opens or looks up the child `r` of a node with options `parent`.
-fn open_ref(
+pub(crate) fn open_ref(
     daemon: &Daemon,
     parent: &BlockdevOptions,
     r: &BlockdevRef,
@@ -331,6 +346,7 @@ fn open_rest(
             given.insert((*k).to_string(), v.clone());
         }
     }
+    let parent_options = options.clone();
     let state = NodeState {
         opts,
         explicit: options.clone(),
@@ -350,7 +366,22 @@ fn open_rest(
         graph.0.events.clone(),
     ));
     graph.insert(node.clone());
-    for (cname, role, child) in opened.children {
+    let mut children = opened.children;
+    if let Some(open_more) = opened.deferred {
+        match open_more(daemon, &parent_options) {
+            Ok(more) => {
+                for (cname, _, child) in &more {
+                    node.driver().replace_child(cname, child.clone());
+                }
+                children.extend(more);
+            }
+            Err(e) => {
+                graph.remove(&node);
+                return Err(e);
+            }
+        }
+    }
+    for (cname, role, child) in children {
         if let Err(e) = graph.attach_child(&node, &child, &cname, role) {
             graph.remove(&node);
             return Err(e);

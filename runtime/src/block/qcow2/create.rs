@@ -78,7 +78,11 @@ fn io_text(what: &str, e: &io::Error) -> String {
 }
 
 /// Writes a new image on `file` (and `data`, the external data file).
-pub async fn format(file: &BlockNode, data: Option<&BlockNode>, n: &NewImage) -> Result<(), String> {
+pub async fn format(
+    file: &BlockNode,
+    data: Option<&BlockNode>,
+    n: &NewImage,
+) -> Result<(), String> {
     let cs = 1u64 << n.cluster_bits;
     let mut incompat = 0;
     if n.extended_l2 {
@@ -127,7 +131,9 @@ pub async fn format(file: &BlockNode, data: Option<&BlockNode>, n: &NewImage) ->
     first.backing_file = None;
     first.backing_format = None;
     first.data_file = None;
-    pwrite(file, 0, &header::serialize(&first)).await.map_err(w)?;
+    pwrite(file, 0, &header::serialize(&first))
+        .await
+        .map_err(w)?;
     let mut tables = vec![0u8; 2 * cs as usize];
     tables[..8].copy_from_slice(&(2 * cs).to_be_bytes());
     for c in 0..3 {
@@ -196,7 +202,12 @@ pub async fn format(file: &BlockNode, data: Option<&BlockNode>, n: &NewImage) ->
 /// `preallocation=metadata|falloc|full`: every guest cluster gets its L2
 /// entry and a host cluster (the data file's own offset with an external
 /// data file); `falloc` and `full` also reserve or zero the data.
-async fn preallocate(m: &mut Meta, file: &BlockNode, data: &BlockNode, n: &NewImage) -> io::Result<()> {
+async fn preallocate(
+    m: &mut Meta,
+    file: &BlockNode,
+    data: &BlockNode,
+    n: &NewImage,
+) -> io::Result<()> {
     let cs = m.geo.cs;
     let clusters = n.size.div_ceil(cs);
     let per_l2 = m.geo.l2_entries;

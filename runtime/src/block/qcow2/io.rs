@@ -1,10 +1,10 @@
 //! The request paths of the qcow2 driver.
 
-use std::io;
 use super::child::{pdiscard, pread, pwrite_buf, pzero};
 use super::meta::{Entry, FreeKind, Kind, Lookup, Meta, Seg, COPIED, ZERO};
 use super::{compress, zero_buf, Qcow2};
 use crate::block::{Extent, IoBuf, ZeroFlags};
+use std::io;
 
 /// The work planned for one guest cluster of an allocating write.
 struct Plan {
@@ -242,7 +242,11 @@ impl Qcow2 {
         let sc_end = guest + s1 * scs;
         if owned {
             p.wstart = if alloc & (1 << s0) != 0 { a } else { sc_start };
-            p.wend = if alloc & (1 << (s1 - 1)) != 0 { b } else { sc_end };
+            p.wend = if alloc & (1 << (s1 - 1)) != 0 {
+                b
+            } else {
+                sc_end
+            };
             p.new_entry = Entry {
                 raw: e.raw,
                 bitmap: (alloc | touched) | ((zeros & !touched) << 32),
@@ -428,7 +432,12 @@ impl Qcow2 {
         Ok(true)
     }
 
-    pub(super) async fn do_write_zeroes(&self, off: u64, len: u64, flags: ZeroFlags) -> io::Result<()> {
+    pub(super) async fn do_write_zeroes(
+        &self,
+        off: u64,
+        len: u64,
+        flags: ZeroFlags,
+    ) -> io::Result<()> {
         self.usable()?;
         let r = self.zeroes_inner(off, len, flags).await;
         self.check(r).await
@@ -497,7 +506,13 @@ impl Qcow2 {
             let keep = owned && !unmap;
             if q.geo.ext_l2 {
                 let raw = if keep { e.raw } else { 0 };
-                Some((Entry { raw, bitmap: 0xffff_ffff << 32 }, !keep))
+                Some((
+                    Entry {
+                        raw,
+                        bitmap: 0xffff_ffff << 32,
+                    },
+                    !keep,
+                ))
             } else {
                 let raw = if keep { e.host() | COPIED | ZERO } else { ZERO };
                 Some((Entry { raw, bitmap: 0 }, !keep))
@@ -584,19 +599,45 @@ impl Qcow2 {
             }
             let owned = !e.compressed() && e.copied() && e.host() != 0;
             if no_unref && owned {
-                kept.lock().unwrap_or_else(|p| p.into_inner()).push(e.host());
+                kept.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(e.host());
                 return Some(if q.geo.ext_l2 {
-                    (Entry { raw: e.raw, bitmap: 0xffff_ffff << 32 }, false)
+                    (
+                        Entry {
+                            raw: e.raw,
+                            bitmap: 0xffff_ffff << 32,
+                        },
+                        false,
+                    )
                 } else if q.geo.version >= 3 {
-                    (Entry { raw: e.host() | COPIED | ZERO, bitmap: 0 }, false)
+                    (
+                        Entry {
+                            raw: e.host() | COPIED | ZERO,
+                            bitmap: 0,
+                        },
+                        false,
+                    )
                 } else {
                     (e, false)
                 });
             }
             Some(if q.geo.ext_l2 {
-                (Entry { raw: 0, bitmap: 0xffff_ffff << 32 }, true)
+                (
+                    Entry {
+                        raw: 0,
+                        bitmap: 0xffff_ffff << 32,
+                    },
+                    true,
+                )
             } else if q.geo.version >= 3 {
-                (Entry { raw: ZERO, bitmap: 0 }, true)
+                (
+                    Entry {
+                        raw: ZERO,
+                        bitmap: 0,
+                    },
+                    true,
+                )
             } else {
                 (Entry { raw: 0, bitmap: 0 }, true)
             })

@@ -44,9 +44,10 @@ impl RangeLocks {
             notified.as_mut().enable();
             {
                 let mut st = self.st.lock().unwrap_or_else(PoisonError::into_inner);
-                let busy = st.held.iter().any(|h| {
-                    h.start < end && start < h.end && (exclusive || h.exclusive)
-                });
+                let busy = st
+                    .held
+                    .iter()
+                    .any(|h| h.start < end && start < h.end && (exclusive || h.exclusive));
                 if !busy {
                     st.next += 1;
                     let id = st.next;

@@ -189,10 +189,7 @@ impl Meta {
     pub fn slice_of(&self, l2: u64, idx: u64) -> (u64, usize) {
         let se = self.geo.slice_entries;
         let s = idx / se;
-        (
-            l2 + s * se * self.geo.l2_entry_size,
-            (idx % se) as usize,
-        )
+        (l2 + s * se * self.geo.l2_entry_size, (idx % se) as usize)
     }
 
     /// Entry `i` of a cached slice.
@@ -214,7 +211,12 @@ impl Meta {
     }
 
     /// Loads the slice `key` into the cache (making room first).
-    pub async fn load_slice(&mut self, f: &BlockNode, data: &BlockNode, key: u64) -> io::Result<()> {
+    pub async fn load_slice(
+        &mut self,
+        f: &BlockNode,
+        data: &BlockNode,
+        key: u64,
+    ) -> io::Result<()> {
         if self.l2.contains(key) {
             return Ok(());
         }
@@ -351,7 +353,9 @@ impl Meta {
         };
         if e.compressed() {
             if self.geo.external_data {
-                return Err(bad("Compressed cluster entry found in image with external data file"));
+                return Err(bad(
+                    "Compressed cluster entry found in image with external data file",
+                ));
             }
             if e.bitmap != 0 && self.geo.ext_l2 {
                 return Err(bad("Invalid cluster entry found "));
@@ -678,7 +682,9 @@ impl Meta {
         pwrite(f, super::header::OFF_REFTABLE, &h).await?;
         pflush(f).await?;
         let old = (self.rt_offset, self.rt_clusters);
-        self.rt = (0..(tc * per_cluster) as usize).map(|i| be64(&t, i)).collect();
+        self.rt = (0..(tc * per_cluster) as usize)
+            .map(|i| be64(&t, i))
+            .collect();
         self.rt_offset = table_off;
         self.rt_clusters = tc;
         self.file_end = self.file_end.max(area + total * cs);
@@ -769,7 +775,8 @@ impl Meta {
                             FreeKind::Other => self.pass_discard.1,
                         };
                         if pass {
-                            let _ = super::child::pdiscard(data_for(f, data, self), c * cs, cs).await;
+                            let _ =
+                                super::child::pdiscard(data_for(f, data, self), c * cs, cs).await;
                         }
                     }
                 }
@@ -791,7 +798,12 @@ impl Meta {
 
     /// Makes sure guest cluster `guest` has an L2 table with refcount 1
     /// (allocating or copying one); returns its offset.
-    pub async fn ensure_l2(&mut self, f: &BlockNode, data: &BlockNode, guest: u64) -> io::Result<u64> {
+    pub async fn ensure_l2(
+        &mut self,
+        f: &BlockNode,
+        data: &BlockNode,
+        guest: u64,
+    ) -> io::Result<u64> {
         let (l1i, _) = self.split(guest);
         if l1i as usize >= self.l1.len() {
             return Err(io::Error::from_raw_os_error(libc::EIO));
@@ -856,10 +868,12 @@ impl Meta {
             Some("snapshot table")
         } else if full && self.rt.iter().any(|b| *b != 0 && hit(*b & !0x1ff, cs)) {
             Some("refcount block")
-        } else if full && self.l1.iter().any(|e| {
-            let o = *e & OFFSET_MASK;
-            o != 0 && hit(o, cs)
-        }) {
+        } else if full
+            && self.l1.iter().any(|e| {
+                let o = *e & OFFSET_MASK;
+                o != 0 && hit(o, cs)
+            })
+        {
             Some("active L2 table")
         } else {
             None
@@ -928,7 +942,11 @@ mod tests {
             let bits = 1u32 << order;
             let entries = 64 * 8 / bits as u64;
             let mut b = vec![0u8; 64];
-            let max = if bits == 64 { u64::MAX } else { (1 << bits) - 1 };
+            let max = if bits == 64 {
+                u64::MAX
+            } else {
+                (1 << bits) - 1
+            };
             for i in 0..entries {
                 rc_set(&mut b, i, order, (i * 7) & max);
             }

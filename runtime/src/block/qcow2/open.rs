@@ -20,8 +20,8 @@ use super::meta::Meta;
 use super::{Geo, Info, Qcow2};
 use crate::block::open::{OpenCx, Opened};
 use crate::block::{
-    AllocatedSize, BlockDriver, BlockNode, ChildPermCx, ChildRole, Extent, IoBuf, IoFuture, Perm,
-    ReopenRequest, ReopenState, WriteFlags, ZeroFlags,
+    AllocatedSize, BlockDriver, BlockNode, ChildPermCx, ChildRole, Extent, FormatInfo, IoBuf,
+    IoFuture, Perm, ReopenRequest, ReopenState, WriteFlags, ZeroFlags,
 };
 
 /// QEMU's defaults and limits for the caches.
@@ -130,6 +130,12 @@ fn has_protocol(name: &str) -> bool {
     }
 }
 
+/// `full-backing-filename`: the recorded name resolved against the
+/// image's own file name.
+pub fn full_backing_filename(image: &str, name: &str) -> String {
+    resolve(image, name)
+}
+
 /// QEMU's `path_combine`: `name` relative to the directory of `base`.
 fn resolve(base: &str, name: &str) -> String {
     if name.starts_with('/') || has_protocol(name) {
@@ -142,7 +148,11 @@ fn resolve(base: &str, name: &str) -> String {
 }
 
 /// The options of a node opening `path` with `driver` over a file.
-fn file_node_options(driver: &str, path: &str, read_only: bool) -> Result<BlockdevOptions, QmpError> {
+fn file_node_options(
+    driver: &str,
+    path: &str,
+    read_only: bool,
+) -> Result<BlockdevOptions, QmpError> {
     let mut v = serde_json::json!({
         "driver": driver,
         "file": {"driver": "file", "filename": path},
@@ -209,7 +219,9 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
             }
         }
         1 if o.encrypt.is_none() => {
-            return Err(gerr("Parameter 'encrypt.key-secret' is required for cipher"))
+            return Err(gerr(
+                "Parameter 'encrypt.key-secret' is required for cipher",
+            ))
         }
         1 | 2 => {
             if h.crypt_method == 2 && o.encrypt.is_none() {
@@ -223,32 +235,7 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
     }
     let external = h.incompatible & header::INCOMPAT_DATA_FILE != 0;
     let data_raw = h.autoclear & header::AUTOCLEAR_DATA_FILE_RAW != 0;
-    let mut children: Vec<(String, ChildRole, Arc<BlockNode>)> = Vec::new();
-    let mut data = None;
-    let mut opened_inline: Vec<Arc<BlockNode>> = Vec::new();
-    let fname = crate::block::info::filename(&file).filename;
-    if external {
-        let node = match &o.data_file {
-            Some(r) => {
-                let n = cx.open_child(r)?;
-                if matches!(**r, BlockdevRef::Definition(_)) {
-                    opened_inline.push(n.clone());
-                }
-                n
-            }
-            None => match &h.data_file {
-                Some(name) => {
-                    let path = resolve(&fname, name);
-                    let opts = file_node_options("file", &path, cx.opts.read_only)?;
-                    let n = cx.open_child(&BlockdevRef::Definition(Box::new(opts)))?;
-                    opened_inline.push(n.clone());
-                    n
-                }
-                None => return Err(gerr("'data-file' is required for this image")),
-            },
-        };
-        data = Some(node);
-    } else {
+    if !external {
         if o.data_file.is_some() {
             return Err(gerr(
                 "'data-file' can only be set for images with an external data file",
@@ -258,63 +245,16 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
             return Err(gerr("data-file-raw requires a data file"));
         }
     }
-    let cleanup = |cx: &OpenCx<'_>, nodes: &[Arc<BlockNode>]| {
-        for n in nodes {
-            cx.graph.remove(n);
-        }
-    };
-    // The backing chain.
-    let backing = match o.backing.as_deref() {
-        Some(BlockdevRefOrNull::Null(_)) => None,
-        Some(BlockdevRefOrNull::Reference(name)) => {
-            match cx.open_child(&BlockdevRef::Reference(name.clone())) {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    cleanup(cx, &opened_inline);
-                    return Err(e);
-                }
-            }
-        }
-        Some(BlockdevRefOrNull::Definition(opts)) => {
-            match cx.open_child(&BlockdevRef::Definition(opts.clone())) {
-                Ok(n) => {
-                    opened_inline.push(n.clone());
-                    Some(n)
-                }
-                Err(e) => {
-                    cleanup(cx, &opened_inline);
-                    return Err(e);
-                }
-            }
-        }
-        None => match &h.backing_file {
-            Some(name) if !name.is_empty() => {
-                if fname.starts_with("json:") && !name.starts_with('/') && !has_protocol(name) {
-                    cleanup(cx, &opened_inline);
-                    return Err(gerr(format!(
-                        "Cannot use relative backing file names for '{fname}'"
-                    )));
-                }
-                let path = resolve(&fname, name);
-                let fmt = match &h.backing_format {
-                    Some(f) => f.clone(),
-                    None => probe_format(&path).to_string(),
-                };
-                let r = file_node_options(&fmt, &path, true)
-                    .and_then(|opts| cx.open_child(&BlockdevRef::Definition(Box::new(opts))));
-                match r {
-                    Ok(n) => {
-                        opened_inline.push(n.clone());
-                        Some(n)
-                    }
-                    Err(e) => {
-                        cleanup(cx, &opened_inline);
-                        return Err(gerr(format!("Could not open backing file: {}", e.desc)));
-                    }
-                }
-            }
-            _ => None,
-        },
+    let fname = crate::block::info::filename(&file).filename;
+    let deferred = Children {
+        external,
+        data_ref: o.data_file.as_deref().cloned(),
+        data_name: h.data_file.clone(),
+        backing_ref: o.backing.as_deref().cloned(),
+        backing_name: h.backing_file.clone(),
+        backing_format: h.backing_format.clone(),
+        image_name: fname,
+        read_only: cx.opts.read_only,
     };
     let geo = Geo {
         version: h.version,
@@ -331,7 +271,11 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
         compression: h.compression_type,
     };
     let discard_unmap = cx.opts.discard_unmap;
-    let snap_bytes = if h.nb_snapshots > 0 { h.cluster_size() } else { 0 };
+    let snap_bytes = if h.nb_snapshots > 0 {
+        h.cluster_size()
+    } else {
+        0
+    };
     let file_end = file.driver().size().div_ceil(geo.cs) * geo.cs;
     let meta = Meta {
         geo,
@@ -382,8 +326,8 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
         daemon: cx.daemon.clone(),
         node_name: cx.node_name.clone(),
         file: RwLock::new(file.clone()),
-        data: RwLock::new(data.clone()),
-        backing: RwLock::new(backing.clone()),
+        data: RwLock::new(None),
+        backing: RwLock::new(None),
         geo,
         size: AtomicU64::new(h.size),
         meta,
@@ -405,32 +349,112 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
     } else {
         ChildRole::IMAGE_PRIMARY
     };
-    children.push(("file".into(), file_role, file));
-    if let Some(d) = data {
-        children.push((
-            "data-file".into(),
-            ChildRole {
-                data: true,
-                ..ChildRole::default()
-            },
-            d,
-        ));
-    }
-    if let Some(b) = backing {
-        children.push((
-            "backing".into(),
-            ChildRole {
-                cow: true,
-                ..ChildRole::default()
-            },
-            b,
-        ));
-    }
     Ok(Opened {
         driver: Box::new(drv),
-        children,
+        children: vec![("file".into(), file_role, file)],
         fell_back_read_only: false,
+        deferred: Some(Box::new(move |d, parent| deferred.open(d, parent))),
     })
+}
+
+/// The children a qcow2 node opens once it is in the graph.
+struct Children {
+    external: bool,
+    data_ref: Option<BlockdevRef>,
+    data_name: Option<String>,
+    backing_ref: Option<BlockdevRefOrNull>,
+    backing_name: Option<String>,
+    backing_format: Option<String>,
+    image_name: String,
+    read_only: bool,
+}
+
+type ChildList = Vec<(String, ChildRole, Arc<BlockNode>)>;
+
+impl Children {
+    fn open(self, d: &crate::Daemon, parent: &BlockdevOptions) -> Result<ChildList, QmpError> {
+        let mut inline: Vec<Arc<BlockNode>> = Vec::new();
+        let r = self.open_all(d, parent, &mut inline);
+        if r.is_err() {
+            for n in &inline {
+                d.block.remove(n);
+            }
+        }
+        r
+    }
+
+    fn open_all(
+        &self,
+        d: &crate::Daemon,
+        parent: &BlockdevOptions,
+        inline: &mut Vec<Arc<BlockNode>>,
+    ) -> Result<ChildList, QmpError> {
+        let mut out: ChildList = Vec::new();
+        let child = |r: &BlockdevRef, inline: &mut Vec<Arc<BlockNode>>| {
+            let n = crate::block::open::open_ref(d, parent, r)?;
+            if matches!(r, BlockdevRef::Definition(_)) {
+                inline.push(n.clone());
+            }
+            Ok::<_, QmpError>(n)
+        };
+        if self.external {
+            let node = match (&self.data_ref, &self.data_name) {
+                (Some(r), _) => child(r, inline)?,
+                // QEMU opens the recorded name as it is.
+                (None, Some(name)) => {
+                    let opts = file_node_options("file", name, self.read_only)?;
+                    child(&BlockdevRef::Definition(Box::new(opts)), inline)?
+                }
+                (None, None) => return Err(gerr("'data-file' is required for this image")),
+            };
+            let role = ChildRole {
+                data: true,
+                ..ChildRole::default()
+            };
+            out.push(("data-file".into(), role, node));
+        }
+        let backing = match &self.backing_ref {
+            Some(BlockdevRefOrNull::Null(_)) => None,
+            Some(BlockdevRefOrNull::Reference(name)) => {
+                Some(child(&BlockdevRef::Reference(name.clone()), inline)?)
+            }
+            Some(BlockdevRefOrNull::Definition(opts)) => {
+                Some(child(&BlockdevRef::Definition(opts.clone()), inline)?)
+            }
+            None => match &self.backing_name {
+                Some(name) if !name.is_empty() => {
+                    let fname = &self.image_name;
+                    if fname.starts_with("json:") && !name.starts_with('/') && !has_protocol(name) {
+                        return Err(gerr(format!(
+                            "Cannot use relative backing file names for '{fname}'"
+                        )));
+                    }
+                    let path = resolve(fname, name);
+                    let fmt = match &self.backing_format {
+                        Some(f) => f.clone(),
+                        None => probe_format(&path).to_string(),
+                    };
+                    let r = file_node_options(&fmt, &path, true)
+                        .and_then(|o| child(&BlockdevRef::Definition(Box::new(o)), inline));
+                    match r {
+                        Ok(n) => Some(n),
+                        Err(e) => {
+                            return Err(gerr(format!("Could not open backing file: {}", e.desc)))
+                        }
+                    }
+                }
+                _ => None,
+            },
+        };
+        if let Some(b) = backing {
+            let role = ChildRole {
+                cow: true,
+                ..ChildRole::default()
+            };
+            out.push(("backing".into(), role, b));
+        }
+        Ok(out)
+    }
 }
 
 /// Reads and checks the header, the L1 table and the refcount table.
@@ -438,13 +462,17 @@ async fn read_tables(
     file: &BlockNode,
     read_write: bool,
 ) -> Result<(Header, Vec<u64>, Vec<u64>), QmpError> {
-    let io = |what: &str, e: std::io::Error| gerr(format!("{what}: {}", crate::block::file::strerror(&e)));
+    let io = |what: &str, e: std::io::Error| {
+        gerr(format!("{what}: {}", crate::block::file::strerror(&e)))
+    };
     let first = pread(file, 0, 4096)
         .await
         .map_err(|e| io("Could not read qcow2 header", e))?;
     let mut buf = first.to_vec();
     let bits = u32::from_be_bytes([buf[20], buf[21], buf[22], buf[23]]);
-    if (13..=21).contains(&bits) && u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) == header::MAGIC {
+    if (13..=21).contains(&bits)
+        && u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) == header::MAGIC
+    {
         let all = pread(file, 0, 1 << bits)
             .await
             .map_err(|e| io("Could not read qcow2 header", e))?;
@@ -606,6 +634,15 @@ impl BlockDriver for Qcow2 {
         Some(self.specific())
     }
 
+    fn format_info(&self) -> FormatInfo {
+        let i = self.info.lock().unwrap_or_else(PoisonError::into_inner);
+        FormatInfo {
+            cluster_size: Some(self.geo.cs),
+            backing_filename: i.backing_file.clone().filter(|b| !b.is_empty()),
+            backing_format: i.backing_format.clone(),
+        }
+    }
+
     fn reopen_prepare(&self, req: &ReopenRequest) -> Result<Option<ReopenState>, QmpError> {
         let BlockdevOptionsBranch::Qcow2(_) = &req.options.u else {
             return Err(gerr("Cannot change the option 'driver'"));
@@ -626,12 +663,8 @@ impl BlockDriver for Qcow2 {
     fn replace_child(&self, name: &str, node: Arc<BlockNode>) {
         match name {
             "file" => *self.file.write().unwrap_or_else(PoisonError::into_inner) = node,
-            "data-file" => {
-                *self.data.write().unwrap_or_else(PoisonError::into_inner) = Some(node)
-            }
-            "backing" => {
-                *self.backing.write().unwrap_or_else(PoisonError::into_inner) = Some(node)
-            }
+            "data-file" => *self.data.write().unwrap_or_else(PoisonError::into_inner) = Some(node),
+            "backing" => *self.backing.write().unwrap_or_else(PoisonError::into_inner) = Some(node),
             _ => {}
         }
     }

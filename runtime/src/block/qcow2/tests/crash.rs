@@ -35,7 +35,19 @@ fn crash_safety_sigkill_20_times() {
     let dir = Dir::new("crash");
     let img = dir.path("a.qcow2");
     let log = dir.path("durable.log");
-    run("qemu-img", &["create", "-q", "-f", "qcow2", "-o", "cluster_size=65536", &img, &SIZE.to_string()]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            "cluster_size=65536",
+            &img,
+            &SIZE.to_string(),
+        ],
+    );
     let exe = std::env::current_exe().expect("exe");
     let mut r = Rng(4242);
     let mut total_leaks = 0;
@@ -71,7 +83,9 @@ fn crash_safety_sigkill_20_times() {
         let logged = std::fs::read_to_string(&log).unwrap_or_default();
         let mut count = 0;
         for line in logged.lines() {
-            let Ok(slot) = line.trim().parse::<u64>() else { continue };
+            let Ok(slot) = line.trim().parse::<u64>() else {
+                continue;
+            };
             let off = (SIZE / 2 + slot * SLOT) as usize;
             let mut exp = vec![0u8; SLOT as usize];
             pattern(&mut exp, slot_seed(slot));
@@ -86,7 +100,18 @@ fn crash_safety_sigkill_20_times() {
     eprintln!("crash test: {durable} durable slots verified, {total_leaks} leaked clusters seen");
     assert!(durable > 20, "the child made too few writes durable");
     // A final clean open and close still works, and the image is usable.
-    run("qemu-io", &["-f", "qcow2", "-c", "write -P 7 0 1M", "-c", "read -P 7 0 1M", &img]);
+    run(
+        "qemu-io",
+        &[
+            "-f",
+            "qcow2",
+            "-c",
+            "write -P 7 0 1M",
+            "-c",
+            "read -P 7 0 1M",
+            &img,
+        ],
+    );
     check_consistent(&img);
 }
 

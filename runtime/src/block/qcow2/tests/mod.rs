@@ -67,8 +67,12 @@ pub fn check_clean(path: &str) {
         .output()
         .expect("qemu-img");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .unwrap_or_else(|_| panic!("qemu-img check: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| {
+        panic!(
+            "qemu-img check: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     for k in ["corruptions", "leaks", "check-errors"] {
         assert_eq!(
             v.get(k).and_then(|x| x.as_u64()).unwrap_or(0),
@@ -85,10 +89,22 @@ pub fn check_consistent(path: &str) -> u64 {
         .output()
         .expect("qemu-img");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .unwrap_or_else(|_| panic!("qemu-img check: {text} {}", String::from_utf8_lossy(&out.stderr)));
-    assert_eq!(v.get("corruptions").and_then(|x| x.as_u64()).unwrap_or(0), 0, "{text}");
-    assert_eq!(v.get("check-errors").and_then(|x| x.as_u64()).unwrap_or(0), 0, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| {
+        panic!(
+            "qemu-img check: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(
+        v.get("corruptions").and_then(|x| x.as_u64()).unwrap_or(0),
+        0,
+        "{text}"
+    );
+    assert_eq!(
+        v.get("check-errors").and_then(|x| x.as_u64()).unwrap_or(0),
+        0,
+        "{text}"
+    );
     v.get("leaks").and_then(|x| x.as_u64()).unwrap_or(0)
 }
 
@@ -100,7 +116,12 @@ pub fn add(d: &Daemon, v: serde_json::Value) -> Result<(), String> {
 
 /// Opens `path` as qcow2 node `name`, with a writer attached (as an
 /// export would); `extra` adds options.
-pub fn open_rw(d: &Daemon, name: &str, path: &str, extra: serde_json::Value) -> (Arc<BlockNode>, Attachment) {
+pub fn open_rw(
+    d: &Daemon,
+    name: &str,
+    path: &str,
+    extra: serde_json::Value,
+) -> (Arc<BlockNode>, Attachment) {
     let mut o = json!({"driver": "qcow2", "node-name": name, "discard": "unmap",
         "file": {"driver": "file", "filename": path, "discard": "unmap"}});
     if let (Some(m), Some(e)) = (o.as_object_mut(), extra.as_object()) {

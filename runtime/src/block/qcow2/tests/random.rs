@@ -89,7 +89,10 @@ pub async fn run_workload(n: Arc<BlockNode>, shadow: Arc<Mutex<Vec<u8>>>, w: &Wo
 pub fn compare_with_shadow(dir: &Dir, img: &str, shadow: &[u8]) {
     let raw = dir.path("shadow.raw");
     std::fs::write(&raw, shadow).expect("write shadow");
-    run("qemu-img", &["compare", "-U", "-f", "qcow2", "-F", "raw", img, &raw]);
+    run(
+        "qemu-img",
+        &["compare", "-U", "-f", "qcow2", "-F", "raw", img, &raw],
+    );
 }
 
 async fn one(opts: &str, size: u64, w: Workload, backing: bool) {
@@ -102,9 +105,26 @@ async fn one(opts: &str, size: u64, w: Workload, backing: bool) {
         pattern(&mut b, 99);
         std::fs::write(&base, &b).expect("base");
         shadow = b;
-        run("qemu-img", &["create", "-q", "-f", "qcow2", "-o", opts, "-b", &base, "-F", "raw", &img]);
+        run(
+            "qemu-img",
+            &[
+                "create", "-q", "-f", "qcow2", "-o", opts, "-b", &base, "-F", "raw", &img,
+            ],
+        );
     } else {
-        run("qemu-img", &["create", "-q", "-f", "qcow2", "-o", opts, &img, &size.to_string()]);
+        run(
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-o",
+                opts,
+                &img,
+                &size.to_string(),
+            ],
+        );
     }
     let d = Daemon::new();
     let (n, _a) = open_rw(&d, "q", &img, json!({}));

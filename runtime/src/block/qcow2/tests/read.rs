@@ -59,7 +59,10 @@ async fn qemu_img_images_read_back() {
     for cs in [512u64, 65536, 2 << 20] {
         cases.push((format!("compat=0.10,cluster_size={cs}"), cs));
         for rb in [1, 16, 64] {
-            cases.push((format!("compat=1.1,cluster_size={cs},refcount_bits={rb}"), cs));
+            cases.push((
+                format!("compat=1.1,cluster_size={cs},refcount_bits={rb}"),
+                cs,
+            ));
         }
         if cs >= 16384 {
             cases.push((format!("compat=1.1,cluster_size={cs},extended_l2=on"), cs));
@@ -69,7 +72,19 @@ async fn qemu_img_images_read_back() {
         let dir = Dir::new("read");
         let img = dir.path("a.qcow2");
         let size = if *cs > 65536 { 24 << 20 } else { 6 << 20 };
-        run("qemu-img", &["create", "-q", "-f", "qcow2", "-o", opts, &img, &size.to_string()]);
+        run(
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-o",
+                opts,
+                &img,
+                &size.to_string(),
+            ],
+        );
         fill_with_qemu_io(&img, size, *cs, 7 + i as u64);
         let expect = raw_of(&dir, &img);
         let d = Daemon::new();
@@ -100,7 +115,12 @@ async fn compressed_images_read_back() {
             std::fs::write(&raw, &data).expect("write raw");
             let img = dir.path("c.qcow2");
             let o = format!("compression_type={ctype},cluster_size={cs}");
-            run("qemu-img", &["convert", "-c", "-f", "raw", "-O", "qcow2", "-o", &o, &raw, &img]);
+            run(
+                "qemu-img",
+                &[
+                    "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", &o, &raw, &img,
+                ],
+            );
             let d = Daemon::new();
             let n = open_ro(&d, "c", &img);
             compare_node(&n, &data, cs).await;
@@ -118,12 +138,74 @@ async fn backing_chain_depth_3() {
     let mid = dir.path("mid.qcow2");
     let top = dir.path("top.qcow2");
     let size: u64 = 4 << 20;
-    run("qemu-img", &["create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", &base, "4M"]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            "cluster_size=4096",
+            &base,
+            "4M",
+        ],
+    );
     run("qemu-io", &["-f", "qcow2", "-c", "write -P 1 0 4M", &base]);
-    run("qemu-img", &["create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", &mid]);
-    run("qemu-io", &["-f", "qcow2", "-c", "write -P 2 1M 1M", "-c", "write -z 3M 64k", &mid]);
-    run("qemu-img", &["create", "-q", "-f", "qcow2", "-o", "extended_l2=on", "-b", "mid.qcow2", "-F", "qcow2", &top]);
-    run("qemu-io", &["-f", "qcow2", "-c", "write -P 3 1536k 8k", "-c", "write -P 4 100000 5000", &top]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            "base.qcow2",
+            "-F",
+            "qcow2",
+            &mid,
+        ],
+    );
+    run(
+        "qemu-io",
+        &[
+            "-f",
+            "qcow2",
+            "-c",
+            "write -P 2 1M 1M",
+            "-c",
+            "write -z 3M 64k",
+            &mid,
+        ],
+    );
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            "extended_l2=on",
+            "-b",
+            "mid.qcow2",
+            "-F",
+            "qcow2",
+            &top,
+        ],
+    );
+    run(
+        "qemu-io",
+        &[
+            "-f",
+            "qcow2",
+            "-c",
+            "write -P 3 1536k 8k",
+            "-c",
+            "write -P 4 100000 5000",
+            &top,
+        ],
+    );
     let expect = raw_of(&dir, &top);
     let d = Daemon::new();
     let n = open_ro(&d, "top", &top);
