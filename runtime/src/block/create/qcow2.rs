@@ -35,7 +35,7 @@ const V3: &str = "compatibility level 1.1 and above (use version=v3 or greater)"
 /// QEMU's checks of the options, in its order.
 fn validate(o: &BlockdevCreateOptionsQcow2) -> Result<NewImage, JobError> {
     let e = |s: String| Err(JobError(s));
-    if o.size % 512 != 0 {
+    if !o.size.is_multiple_of(512) {
         return e("Image size must be a multiple of 512 bytes".into());
     }
     let version = match o.version {
@@ -58,7 +58,7 @@ fn validate(o: &BlockdevCreateOptionsQcow2) -> Result<NewImage, JobError> {
             );
         }
     }
-    let prealloc = o.preallocation.clone().unwrap_or(PreallocMode::Off);
+    let prealloc = o.preallocation.unwrap_or(PreallocMode::Off);
     if o.backing_file.is_some() && prealloc != PreallocMode::Off && !extended_l2 {
         return e(
             "Backing file and preallocation can only be used at the same time if extended_l2 is on"

@@ -155,7 +155,7 @@ pub async fn format(
         let prealloc = if n.data_raw && n.prealloc == PreallocMode::Off {
             PreallocMode::Metadata
         } else {
-            n.prealloc.clone()
+            n.prealloc
         };
         if prealloc != PreallocMode::Off {
             let n = &NewImage {

@@ -144,7 +144,7 @@ fn validate_table(
         return Err(err(format!("{what} too large")));
     }
     let size = entries * entry_len;
-    if (i64::MAX as u64) - size < offset || offset % cluster_size != 0 {
+    if (i64::MAX as u64) - size < offset || !offset.is_multiple_of(cluster_size) {
         return Err(err(format!("{what} offset invalid")));
     }
     Ok(())
@@ -361,12 +361,10 @@ fn read_extensions(b: &[u8], start: u64, end: u64, h: &mut Header) -> Result<(),
                         .push((e[0], e[1], String::from_utf8_lossy(name).into_owned()));
                 }
             }
-            EXT_CRYPTO => {
-                if h.crypt_method != 2 {
-                    return Err(err(
-                        "CRYPTO header extension only expected with LUKS encryption method",
-                    ));
-                }
+            EXT_CRYPTO if h.crypt_method != 2 => {
+                return Err(err(
+                    "CRYPTO header extension only expected with LUKS encryption method",
+                ));
             }
             EXT_BITMAPS => {
                 h.bitmaps_ext_present = true;
@@ -387,7 +385,7 @@ fn read_extensions(b: &[u8], start: u64, end: u64, h: &mut Header) -> Result<(),
                     if nb == 0 {
                         return Err(err("found bitmaps extension with zero bitmaps"));
                     }
-                    if be64(&raw, 16) % (1u64 << h.cluster_bits) != 0 {
+                    if !be64(&raw, 16).is_multiple_of(1u64 << h.cluster_bits) {
                         return Err(err("bitmaps_ext: invalid bitmap directory offset"));
                     }
                     h.has_bitmaps = true;

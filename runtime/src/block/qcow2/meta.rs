@@ -175,7 +175,7 @@ impl Meta {
     pub fn l2_table(&self, l1i: u64) -> io::Result<u64> {
         let e = self.l1.get(l1i as usize).copied().unwrap_or(0);
         let off = e & OFFSET_MASK;
-        if e & L1_RESERVED != 0 || off % self.cs() != 0 {
+        if e & L1_RESERVED != 0 || !off.is_multiple_of(self.cs()) {
             return Err(corruption(
                 format!("L2 table offset {off:#x} unaligned (L1 index: {l1i:#x})"),
                 None,
@@ -367,7 +367,7 @@ impl Meta {
         if e.raw & !(COPIED | OFFSET_MASK | ZERO) != 0 {
             return Err(bad("Invalid cluster entry found "));
         }
-        if host % cs != 0 {
+        if !host.is_multiple_of(cs) {
             return Err(corruption(
                 format!(
                     "Cluster allocation offset {host:#x} unaligned (L2 offset: {l2:#x}, L2 index: {l2i:#x})"

@@ -157,15 +157,6 @@ pub fn open_ro(d: &Daemon, name: &str, path: &str) -> Arc<BlockNode> {
     d.block.node(name).expect("node")
 }
 
-/// Closes every node of the daemon (flushing qcow2 metadata).
-pub fn close(d: &Daemon, names: &[&str]) {
-    for n in names {
-        if let Some(node) = d.block.node(n) {
-            d.block.remove(&node);
-        }
-    }
-}
-
 /// Deterministic pseudo-random numbers (xorshift).
 pub struct Rng(pub u64);
 
