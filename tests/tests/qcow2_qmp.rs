@@ -301,9 +301,9 @@ fn blockdev_create_matches_qsd() {
         e
     };
     assert_eq!(errors(&ours), errors(&theirs));
-    for i in 0..cases.len() {
+    for (i, case) in cases.iter().enumerate() {
         let a = std::fs::read(theirs_dir.path().join(format!("c{i}.qcow2"))).expect("theirs");
         let b = std::fs::read(ours_dir.path().join(format!("c{i}.qcow2"))).expect("ours");
-        assert!(a == b, "image {i} ({}) differs from QSD's", cases[i]);
+        assert!(a == b, "image {i} ({case}) differs from QSD's");
     }
 }
