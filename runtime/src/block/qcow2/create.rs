@@ -12,7 +12,8 @@ use qapi::types::PreallocMode;
 use super::cache::Cache;
 use super::child::{pflush, pwrite, pzero};
 use super::header::{self, Header};
-use super::meta::{rc_set, Entry, Meta, COPIED};
+use super::meta::{Entry, Meta, COPIED};
+use super::refcount::rc_set;
 use super::Geo;
 use crate::block::BlockNode;
 

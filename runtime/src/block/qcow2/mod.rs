@@ -26,6 +26,7 @@ mod io;
 pub mod locks;
 pub mod meta;
 pub mod open;
+pub mod refcount;
 
 #[cfg(test)]
 mod tests;
