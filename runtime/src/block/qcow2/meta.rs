@@ -20,7 +20,7 @@ use std::io;
 
 use super::cache::Cache;
 use super::child::{pflush, pread, pwrite};
-use super::{corruption, Geo};
+use super::{corruption, hx, Geo};
 use crate::block::BlockNode;
 
 /// L1/L2 entry bits.
@@ -28,8 +28,6 @@ pub const COPIED: u64 = 1 << 63;
 pub const COMPRESSED: u64 = 1 << 62;
 pub const ZERO: u64 = 1;
 pub const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
-/// Bits of an L1 entry that must be zero.
-const L1_RESERVED: u64 = 0x7f00_0000_0000_01ff;
 
 /// Why a cluster is released (which `pass-discard-*` option applies).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,9 +140,9 @@ impl Meta {
     pub fn l2_table(&self, l1i: u64) -> io::Result<u64> {
         let e = self.l1.get(l1i as usize).copied().unwrap_or(0);
         let off = e & OFFSET_MASK;
-        if e & L1_RESERVED != 0 || !off.is_multiple_of(self.cs()) {
+        if !off.is_multiple_of(self.cs()) {
             return Err(corruption(
-                format!("L2 table offset {off:#x} unaligned (L1 index: {l1i:#x})"),
+                format!("L2 table offset {} unaligned (L1 index: {})", hx(off), hx(l1i)),
                 None,
             ));
         }
@@ -314,7 +312,7 @@ impl Meta {
         };
         let bad = |what: &str| {
             corruption(
-                format!("{what} (L2 offset: {l2:#x}, L2 index: {l2i:#x})"),
+                format!("{what} (L2 offset: {}, L2 index: {})", hx(l2), hx(l2i)),
                 None,
             )
         };
@@ -331,13 +329,13 @@ impl Meta {
             return Ok(());
         }
         let host = e.host();
-        if e.raw & !(COPIED | OFFSET_MASK | ZERO) != 0 {
-            return Err(bad("Invalid cluster entry found "));
-        }
         if !host.is_multiple_of(cs) {
             return Err(corruption(
                 format!(
-                    "Cluster allocation offset {host:#x} unaligned (L2 offset: {l2:#x}, L2 index: {l2i:#x})"
+                    "Cluster allocation offset {} unaligned (L2 offset: {}, L2 index: {})",
+                    hx(host),
+                    hx(l2),
+                    hx(l2i)
                 ),
                 None,
             ));

@@ -38,7 +38,7 @@ use qapi::events::Event;
 use qapi::types::{BlockImageCorruptedData, ImageInfoSpecific};
 
 use crate::block::{BlockNode, IoBuf};
-use crate::Daemon;
+use crate::daemon::WeakDaemon;
 
 pub use open::open;
 
@@ -89,6 +89,15 @@ pub struct Corruption {
     pub range: Option<(u64, u64)>,
 }
 
+/// C's `%#x`: hexadecimal with `0x`, except zero, which is plain `0`.
+pub fn hx(v: u64) -> String {
+    if v == 0 {
+        "0".into()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
 /// An I/O error carrying a [`Corruption`].
 pub fn corruption(msg: String, range: Option<(u64, u64)>) -> std::io::Error {
     std::io::Error::other(Corruption { msg, range })
@@ -109,7 +118,8 @@ pub struct Info {
 
 /// An open qcow2 image.
 pub struct Qcow2 {
-    daemon: Daemon,
+    /// Weak: the daemon owns the graph that owns this driver.
+    daemon: WeakDaemon,
     node_name: String,
     file: RwLock<Arc<BlockNode>>,
     data: RwLock<Option<Arc<BlockNode>>>,
@@ -178,8 +188,8 @@ impl Qcow2 {
                 c.msg
             );
         }
-        self.daemon
-            .emit(Event::BlockImageCorrupted(BlockImageCorruptedData {
+        if let Some(d) = self.daemon.upgrade() {
+            d.emit(Event::BlockImageCorrupted(BlockImageCorruptedData {
                 device: String::new(),
                 node_name: Some(self.node_name.clone()),
                 msg: c.msg.clone(),
@@ -187,6 +197,7 @@ impl Qcow2 {
                 size: c.range.map(|r| r.1 as i64),
                 fatal,
             }));
+        }
         if fatal {
             self.broken.store(true, Ordering::Release);
             self.corrupt_bit.store(true, Ordering::Release);

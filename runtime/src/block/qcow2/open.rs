@@ -323,7 +323,7 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
     let meta = Arc::new(tokio::sync::Mutex::new(meta));
     let cleaner = start_cleaner(&meta, interval);
     let drv = Qcow2 {
-        daemon: cx.daemon.clone(),
+        daemon: cx.daemon.downgrade(),
         node_name: cx.node_name.clone(),
         file: RwLock::new(file.clone()),
         data: RwLock::new(None),

@@ -6,7 +6,7 @@
 use std::io;
 
 use super::child::{pflush, pread, pwrite};
-use super::corruption;
+use super::{corruption, hx};
 use super::meta::{be64, put64, FreeKind, Meta};
 use crate::block::BlockNode;
 
@@ -54,7 +54,7 @@ impl Meta {
         let e = self.rt.get(i as usize).copied().unwrap_or(0);
         if e & 0x1ff != 0 || (e & !0x1ff) % self.cs() != 0 {
             return Err(corruption(
-                format!("Refblock offset {e:#x} unaligned (reftable index: {i:#x})"),
+                format!("Refblock offset {} unaligned (reftable index: {})", hx(e), hx(i)),
                 None,
             ));
         }
@@ -122,8 +122,8 @@ impl Meta {
         let Some(new) = new else {
             return Err(corruption(
                 format!(
-                    "Refcount of cluster {:#x} out of range while changing it by {delta}",
-                    c * self.cs()
+                    "Refcount of cluster {} out of range while changing it by {delta}",
+                    hx(c * self.cs())
                 ),
                 None,
             ));
@@ -134,7 +134,7 @@ impl Meta {
 
     /// The first free cluster at or after `from`.
     pub(super) async fn find_free(&mut self, f: &BlockNode, from: u64) -> io::Result<u64> {
-        let mut c = from.max(1);
+        let mut c = from;
         let span = self.rb_span();
         loop {
             let b = self.block_of(c)?;
