@@ -142,7 +142,11 @@ impl Meta {
         let off = e & OFFSET_MASK;
         if !off.is_multiple_of(self.cs()) {
             return Err(corruption(
-                format!("L2 table offset {} unaligned (L1 index: {})", hx(off), hx(l1i)),
+                format!(
+                    "L2 table offset {} unaligned (L1 index: {})",
+                    hx(off),
+                    hx(l1i)
+                ),
                 None,
             ));
         }

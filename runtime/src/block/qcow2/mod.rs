@@ -21,6 +21,8 @@ pub mod cache;
 pub mod child;
 pub mod compress;
 pub mod create;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod header;
 mod io;
 pub mod locks;

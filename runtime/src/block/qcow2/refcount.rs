@@ -6,8 +6,8 @@
 use std::io;
 
 use super::child::{pflush, pread, pwrite};
-use super::{corruption, hx};
 use super::meta::{be64, put64, FreeKind, Meta};
+use super::{corruption, hx};
 use crate::block::BlockNode;
 
 /// Reads refcount `i` of a block with entries of `1 << order` bits.
@@ -54,7 +54,11 @@ impl Meta {
         let e = self.rt.get(i as usize).copied().unwrap_or(0);
         if e & 0x1ff != 0 || (e & !0x1ff) % self.cs() != 0 {
             return Err(corruption(
-                format!("Refblock offset {} unaligned (reftable index: {})", hx(e), hx(i)),
+                format!(
+                    "Refblock offset {} unaligned (reftable index: {})",
+                    hx(e),
+                    hx(i)
+                ),
                 None,
             ));
         }

@@ -9,7 +9,10 @@ use crate::block::{IoBuf, WriteFlags};
 
 fn poke(path: &str, off: u64, bytes: &[u8]) {
     use std::io::{Seek, SeekFrom, Write};
-    let mut f = std::fs::OpenOptions::new().write(true).open(path).expect("open");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open");
     f.seek(SeekFrom::Start(off)).expect("seek");
     f.write_all(bytes).expect("write");
 }
@@ -28,7 +31,9 @@ fn corrupt_bit(path: &str) -> bool {
     b[79] & 2 != 0
 }
 
-fn events(rx: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>) -> Vec<serde_json::Value> {
+fn events(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) -> Vec<serde_json::Value> {
     let mut v = Vec::new();
     while let Ok(e) = rx.try_recv() {
         if e["event"] == "BLOCK_IMAGE_CORRUPTED" {
@@ -60,9 +65,15 @@ async fn unaligned_l2_table_is_fatal() {
     assert!(corrupt_bit(&p));
     // Now read-write opening is refused, read-only works.
     let d2 = Daemon::new();
-    let r = add(&d2, json!({"driver": "qcow2", "node-name": "x",
-        "file": {"driver": "file", "filename": p}}));
-    assert_eq!(r.unwrap_err(), "qcow2: Image is corrupt; cannot be opened read/write");
+    let r = add(
+        &d2,
+        json!({"driver": "qcow2", "node-name": "x",
+        "file": {"driver": "file", "filename": p}}),
+    );
+    assert_eq!(
+        r.unwrap_err(),
+        "qcow2: Image is corrupt; cannot be opened read/write"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,7 +111,11 @@ async fn allocation_over_metadata_is_prevented() {
     let _sub = d.events.subscribe(tx);
     let (n, _a) = open_rw(&d, "q", &p, json!({}));
     let e = n
-        .write(983040, IoBuf::from_slice(&[1u8; 4096], 1), WriteFlags::default())
+        .write(
+            983040,
+            IoBuf::from_slice(&[1u8; 4096], 1),
+            WriteFlags::default(),
+        )
         .await
         .expect_err("corrupt");
     assert_eq!(e.raw_os_error(), Some(libc::EIO));
@@ -135,8 +150,11 @@ async fn random_mutations_never_panic() {
         std::fs::write(&p, &b).expect("write");
         let d = Daemon::new();
         let ro = r.below(2) == 0;
-        let opened = add(&d, json!({"driver": "qcow2", "node-name": "q", "read-only": ro,
-            "file": {"driver": "file", "filename": p}}));
+        let opened = add(
+            &d,
+            json!({"driver": "qcow2", "node-name": "q", "read-only": ro,
+            "file": {"driver": "file", "filename": p}}),
+        );
         if let Err(msg) = opened {
             assert!(!msg.is_empty());
             continue;
@@ -146,8 +164,21 @@ async fn random_mutations_never_panic() {
         let _ = n.read(0, size.min(1 << 20) as usize).await;
         let _ = n.block_status(0, size.max(1)).await;
         if !ro {
-            let (n, _a) = (n.clone(), d.block.attach(&n, crate::block::graph::ParentKind::Backend { name: String::new() }, "root", crate::block::Perm::CONSISTENT_READ | crate::block::Perm::WRITE, crate::block::Perm::ALL));
-            let _ = n.write(0, IoBuf::from_slice(&[9u8; 8192], 1), WriteFlags::default()).await;
+            let (n, _a) = (
+                n.clone(),
+                d.block.attach(
+                    &n,
+                    crate::block::graph::ParentKind::Backend {
+                        name: String::new(),
+                    },
+                    "root",
+                    crate::block::Perm::CONSISTENT_READ | crate::block::Perm::WRITE,
+                    crate::block::Perm::ALL,
+                ),
+            );
+            let _ = n
+                .write(0, IoBuf::from_slice(&[9u8; 8192], 1), WriteFlags::default())
+                .await;
             let _ = n.flush().await;
         }
         let _ = std::fs::remove_file(&p);
