@@ -106,7 +106,7 @@ mod tests {
         let mut img = header::serialize(&h);
         img.resize(64 * 512, 0);
         img[3 * 512..3 * 512 + 8]
-            .copy_from_slice(&(0x8000_0000_0000_0000u64 | 8 * 512).to_be_bytes());
+            .copy_from_slice(&(0x8000_0000_0000_0000u64 | (8 * 512)).to_be_bytes());
         img[8 * 512..8 * 512 + 8].copy_from_slice(&(0x4000_0000_0000_1234u64).to_be_bytes());
         walk_image(&img);
         let mut x = 1u64;
