@@ -142,7 +142,7 @@ impl Qcow2 {
             }
         }
         let _g = self.locks.lock(c0, c1, true).await;
-        self.write_alloc(off, &buf).await?;
+        self.write_alloc(off, buf).await?;
         if fua {
             self.flush_inner().await?;
         }
@@ -282,7 +282,7 @@ impl Qcow2 {
     }
 
     /// An allocating write (the caller holds the clusters exclusively).
-    async fn write_alloc(&self, off: u64, buf: &[u8]) -> io::Result<()> {
+    async fn write_alloc(&self, off: u64, buf: IoBuf) -> io::Result<()> {
         let f = self.file();
         let d = self.data();
         let cs = self.geo.cs;
@@ -357,9 +357,21 @@ impl Qcow2 {
     }
 
     /// Writes the data of the plans, merging contiguous host ranges.
-    async fn write_plans(&self, off: u64, buf: &[u8], plans: &[Plan]) -> io::Result<()> {
+    async fn write_plans(&self, off: u64, buf: IoBuf, plans: &[Plan]) -> io::Result<()> {
         let d = self.data();
         let end = off + buf.len() as u64;
+        // One contiguous run that is exactly the request: write the
+        // caller's buffer as it is.
+        if let (Some(first), Some(last)) = (plans.first(), plans.last()) {
+            let host_at = |p: &Plan| p.host + (p.wstart - p.guest);
+            let contiguous = plans.windows(2).all(|w| {
+                host_at(&w[0]) + (w[0].wend - w[0].wstart) == host_at(&w[1])
+                    && w[0].wend == w[1].wstart
+            });
+            if contiguous && first.wstart == off && last.wend == end {
+                return pwrite_buf(&d, host_at(first), buf, false).await;
+            }
+        }
         let mut i = 0;
         while i < plans.len() {
             let mut j = i + 1;

@@ -29,6 +29,7 @@ pub mod locks;
 pub mod meta;
 pub mod open;
 pub mod refcount;
+mod repair;
 
 #[cfg(test)]
 mod tests;

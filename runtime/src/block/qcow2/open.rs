@@ -298,6 +298,16 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
             o.pass_discard_other.unwrap_or(false),
         ),
     };
+    let mut meta = meta;
+    if read_write && h.incompatible & header::INCOMPAT_DIRTY != 0 {
+        let f = file.clone();
+        let hh = h.clone();
+        meta = run_sync(async move {
+            let mut m = meta;
+            super::repair::repair(&mut m, &f, &f, &hh).await.map(|()| m)
+        })
+        .map_err(|e| gerr(format!("Could not repair dirty image: {e}")))?;
+    }
     if read_write {
         let unknown = h.autoclear & !header::AUTOCLEAR_KEPT;
         if unknown != 0 {

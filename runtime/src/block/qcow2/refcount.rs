@@ -114,6 +114,26 @@ impl Meta {
         }
     }
 
+    /// Sets the refcount of cluster `c`, creating its block if needed
+    /// (past everything in use), clamped to the largest count.
+    pub(super) async fn set_refcount_any(
+        &mut self,
+        f: &BlockNode,
+        c: u64,
+        v: u64,
+    ) -> io::Result<()> {
+        let s = c / self.rb_span();
+        if self.block_of(c)? == 0 {
+            if v == 0 {
+                return Ok(());
+            }
+            let from = self.free_hint;
+            self.give_block(f, s, from).await?;
+        }
+        let v = v.min(self.max_refcount());
+        self.set_refcount(f, c, v).await
+    }
+
     /// Adds `delta` to the refcount of cluster `c`.
     pub async fn add_refcount(&mut self, f: &BlockNode, c: u64, delta: i64) -> io::Result<u64> {
         let cur = self.refcount(f, c).await?;

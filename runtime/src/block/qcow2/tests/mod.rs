@@ -4,6 +4,7 @@
 //!
 //! These need `qemu-img` (they fail, not skip, without it).
 
+mod bench;
 mod corrupt;
 mod crash;
 mod random;
