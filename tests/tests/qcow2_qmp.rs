@@ -307,3 +307,54 @@ fn blockdev_create_matches_qsd() {
         assert!(a == b, "image {i} ({case}) differs from QSD's");
     }
 }
+
+/// Like `run`, but keeps the events that come before each reply.
+fn run_with_events(which: Impl, lines: &[String]) -> Vec<String> {
+    let d = Daemon::start(which);
+    make_images(d.dir.path());
+    let dir = d.dir.path().display().to_string();
+    let mut q = d.qmp();
+    let mut out = Vec::new();
+    for l in lines {
+        q.send_line(&l.replace("DIR", &dir));
+        loop {
+            let r = mask_generated(&normalize(&q.read_line()).replace(&dir, "DIR"));
+            let done = r.starts_with("{\"return\"") || r.starts_with("{\"error\"");
+            out.push(r);
+            if done {
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn amend_matches_qsd() {
+    let amend = |job: &str, node: &str, extra: Value| {
+        let mut o = json!({"driver": "qcow2"});
+        for (k, v) in extra.as_object().expect("object") {
+            o[k] = v.clone();
+        }
+        json!({"execute": "x-blockdev-amend",
+            "arguments": {"job-id": job, "node-name": node, "options": o}})
+        .to_string()
+    };
+    let lines = vec![
+        add(json!({"driver": "qcow2", "node-name": "q",
+            "file": {"driver": "file", "node-name": "f", "filename": "DIR/v2.qcow2"}})),
+        amend("a", "nope", json!({})),
+        amend("a", "f", json!({})),
+        amend("a", "q", json!({})),
+        amend(
+            "b",
+            "q",
+            json!({"encrypt": {"format": "luks", "state": "active", "new-secret": "x"}}),
+        ),
+        amend("b", "q", json!({})),
+        r#"{"execute":"query-jobs"}"#.to_string(),
+    ];
+    let theirs = run_with_events(Impl::Qsd, &lines);
+    let ours = run_with_events(Impl::Ours, &lines);
+    assert_eq!(ours, theirs);
+}

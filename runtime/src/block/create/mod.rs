@@ -9,6 +9,7 @@
 //! A new image format plugs in by returning its creator from
 //! [`creator_for`].
 
+mod amend;
 mod file;
 mod locks;
 mod qcow2;
@@ -23,6 +24,7 @@ use qapi::QmpError;
 use crate::jobs::{self, JobContext, JobDriver, JobError, JobFuture, JobOptions};
 use crate::Daemon;
 
+pub use amend::x_blockdev_amend;
 pub use file::FileCreator;
 pub use qcow2::Qcow2Creator;
 

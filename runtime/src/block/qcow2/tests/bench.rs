@@ -84,6 +84,44 @@ async fn throughput() {
     })
     .await;
     eprintln!("sequential 1M write: {:.0} MiB/s", rate);
+    // The same on a plain file node, for scale.
+    let raw = dir.path("b.raw");
+    std::fs::File::create(&raw).expect("raw");
+    add(
+        &d,
+        json!({"driver": "file", "node-name": "r", "filename": raw}),
+    )
+    .expect("add");
+    let rn = d.block.node("r").expect("node");
+    let _ra = d
+        .block
+        .attach(
+            &rn,
+            crate::block::graph::ParentKind::Backend {
+                name: String::new(),
+            },
+            "root",
+            crate::block::Perm::CONSISTENT_READ
+                | crate::block::Perm::WRITE
+                | crate::block::Perm::RESIZE,
+            crate::block::Perm::ALL,
+        )
+        .expect("attach");
+    let rate = at_depth(4, seq, move |i| {
+        let n = rn.clone();
+        async move {
+            n.driver()
+                .write(
+                    i * (1 << 20),
+                    IoBuf::new(1 << 20, 4096),
+                    WriteFlags::default(),
+                )
+                .await
+                .expect("write");
+        }
+    })
+    .await;
+    eprintln!("sequential 1M write, file node: {:.0} MiB/s", rate);
     n.flush().await.expect("flush");
     let t = Instant::now();
     let mut off = 0;
