@@ -157,6 +157,8 @@ fn make_images(dir: &Path) {
         &p("top.qcow2"),
     ]);
     qemu_io(&["-f", "qcow2", "-c", "write -P 2 0 64k", &p("top.qcow2")]);
+    qemu_img(&["create", "-q", "-f", "qcow2", &p("full.qcow2"), "64M"]);
+    qemu_io(&["-f", "qcow2", "-c", "write -P 1 0 64M", &p("full.qcow2")]);
 }
 
 fn run(which: Impl, lines: &[String]) -> Vec<String> {
@@ -357,4 +359,20 @@ fn amend_matches_qsd() {
     let theirs = run_with_events(Impl::Qsd, &lines);
     let ours = run_with_events(Impl::Ours, &lines);
     assert_eq!(ours, theirs);
+}
+
+#[test]
+fn resize_matches_qsd() {
+    let resize = |size: u64| {
+        json!({"execute": "block_resize", "arguments": {"node-name": "q", "size": size}})
+            .to_string()
+    };
+    same(&[
+        qcow2("q", "full.qcow2", false),
+        resize(32 << 20),
+        resize(1000),
+        resize(64 << 20),
+        resize(128 << 20),
+        r#"{"execute":"query-named-block-nodes"}"#.to_string(),
+    ]);
 }

@@ -537,7 +537,7 @@ impl Qcow2 {
     /// which returns the new entry and whether the old data reference is
     /// dropped; `None` leaves the entry. Clusters that read as zeroes
     /// without a table and without backing are skipped.
-    async fn remap(
+    pub(super) async fn remap(
         &self,
         start: u64,
         end: u64,
@@ -720,42 +720,5 @@ impl Qcow2 {
         self.usable()?;
         let r = self.status(off, len).await;
         self.check(r).await
-    }
-
-    /// Changes the virtual size.
-    pub(super) async fn do_truncate(&self, size: u64) -> io::Result<()> {
-        self.usable()?;
-        let old = self.size.load(std::sync::atomic::Ordering::Acquire);
-        if size < old {
-            return Err(crate::block::user_error(
-                "qcow2 doesn't support shrinking images yet",
-            ));
-        }
-        let r = self.grow(size).await;
-        self.check(r).await
-    }
-
-    async fn grow(&self, size: u64) -> io::Result<()> {
-        let f = self.file();
-        let d = self.data();
-        let mut m = self.meta.lock().await;
-        let need = m.split(size.saturating_sub(1)).0 + 1;
-        if need > i32::MAX as u64 {
-            return Err(crate::block::user_error("Image is too big"));
-        }
-        if size > 0 {
-            m.grow_l1(&f, need).await?;
-        }
-        m.flush(&f, &d).await?;
-        super::child::pwrite(&f, super::header::OFF_SIZE, &size.to_be_bytes()).await?;
-        super::child::pflush(&f).await?;
-        if self.geo.data_raw || self.geo.external_data {
-            let ds = d.driver().size();
-            if ds < size {
-                d.driver().truncate(size).await?;
-            }
-        }
-        self.size.store(size, std::sync::atomic::Ordering::Release);
-        Ok(())
     }
 }

@@ -30,6 +30,7 @@ pub mod meta;
 pub mod open;
 pub mod refcount;
 mod repair;
+mod resize;
 
 #[cfg(test)]
 mod tests;
@@ -139,6 +140,8 @@ pub struct Qcow2 {
     corrupt_bit: AtomicBool,
     writable: AtomicBool,
     discard_no_unref: bool,
+    /// The image has internal snapshots (no shrinking).
+    has_snapshots: bool,
     info: Mutex<Info>,
     /// Stops the cache cleaner when the driver goes away.
     cleaner: Mutex<Option<tokio::task::JoinHandle<()>>>,

@@ -347,6 +347,7 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
         corrupt_bit: AtomicBool::new(h.incompatible & header::INCOMPAT_CORRUPT != 0),
         writable: AtomicBool::new(read_write),
         discard_no_unref: o.discard_no_unref.unwrap_or(false),
+        has_snapshots: h.nb_snapshots > 0,
         info: Mutex::new(info),
         cleaner: Mutex::new(cleaner),
     };

@@ -134,6 +134,26 @@ impl Meta {
         self.set_refcount(f, c, v).await
     }
 
+    /// The last host cluster with a nonzero refcount.
+    pub(super) async fn last_used_cluster(&mut self, f: &BlockNode) -> io::Result<u64> {
+        let span = self.rb_span();
+        let order = self.geo.refcount_order;
+        for i in (0..self.rt.len()).rev() {
+            let b = self.block_of(i as u64 * span)?;
+            if b == 0 {
+                continue;
+            }
+            self.load_block(f, b).await?;
+            let d = self.rb.get(b).map(|d| d.to_vec()).unwrap_or_default();
+            for j in (0..span).rev() {
+                if rc_get(&d, j, order) != 0 {
+                    return Ok(i as u64 * span + j);
+                }
+            }
+        }
+        Ok(0)
+    }
+
     /// Adds `delta` to the refcount of cluster `c`.
     pub async fn add_refcount(&mut self, f: &BlockNode, c: u64, delta: i64) -> io::Result<u64> {
         let cur = self.refcount(f, c).await?;
