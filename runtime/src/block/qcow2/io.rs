@@ -213,7 +213,7 @@ impl Qcow2 {
         let owned = !e.compressed() && e.copied() && (e.host() != 0 || self.geo.external_data);
         let _ = m;
         if !self.geo.ext_l2 {
-            let zero_flag = self.geo.version >= 3 && e.raw & ZERO != 0;
+            let zero_flag = self.geo.version >= 3 && !e.compressed() && e.raw & ZERO != 0;
             if owned && !zero_flag {
                 return (p, false);
             }

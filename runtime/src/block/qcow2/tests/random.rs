@@ -96,6 +96,22 @@ pub fn compare_with_shadow(dir: &Dir, img: &str, shadow: &[u8]) {
 }
 
 async fn one(opts: &str, size: u64, w: Workload, backing: bool) {
+    one_with(opts, size, w, backing, json!({}), None).await;
+}
+
+/// How an image is prepared before the workload: made by this command
+/// (`IMG` stands for its path), which leaves content the shadow gets from
+/// `qemu-img convert`.
+type Prep<'a> = Option<&'a dyn Fn(&Dir, &str)>;
+
+async fn one_with(
+    opts: &str,
+    size: u64,
+    w: Workload,
+    backing: bool,
+    extra: serde_json::Value,
+    prep: Prep<'_>,
+) {
     let dir = Dir::new("rand");
     let img = dir.path("a.qcow2");
     let mut shadow = vec![0u8; size as usize];
@@ -126,8 +142,14 @@ async fn one(opts: &str, size: u64, w: Workload, backing: bool) {
             ],
         );
     }
+    if let Some(prep) = prep {
+        prep(&dir, &img);
+        let raw = dir.path("prep.raw");
+        run("qemu-img", &["convert", "-O", "raw", &img, &raw]);
+        shadow = slurp(std::path::Path::new(&raw));
+    }
     let d = Daemon::new();
-    let (n, _a) = open_rw(&d, "q", &img, json!({}));
+    let (n, _a) = open_rw(&d, "q", &img, extra);
     let shadow = Arc::new(Mutex::new(shadow));
     run_workload(n.clone(), shadow.clone(), &w).await;
     n.flush().await.expect("flush");
@@ -174,6 +196,106 @@ async fn random_workload_geometries() {
                 seed: 10 + i as u64,
             },
             *backing,
+        )
+        .await;
+    }
+}
+
+/// Tiny caches: L2 slices and refcount blocks are evicted and written back
+/// all the time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_workload_small_caches() {
+    for (i, extra) in [
+        json!({"l2-cache-size": 8192, "l2-cache-entry-size": 4096, "refcount-cache-size": 1}),
+        json!({"cache-size": 200000}),
+        json!({"l2-cache-entry-size": 512, "cache-clean-interval": 1}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        one_with(
+            "cluster_size=4096",
+            32 << 20,
+            Workload {
+                ops: 3000,
+                clients: 4,
+                max_len: 70_000,
+                seed: 40 + i as u64,
+            },
+            false,
+            extra,
+            None,
+        )
+        .await;
+    }
+}
+
+/// Internal snapshots share clusters and L2 tables: writes copy them, and
+/// the snapshot keeps its content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_workload_with_snapshot() {
+    let prep = |_: &Dir, img: &str| {
+        run(
+            "qemu-io",
+            &[
+                "-f",
+                "qcow2",
+                "-c",
+                "write -P 7 0 12M",
+                "-c",
+                "write -z 3M 1M",
+                img,
+            ],
+        );
+        run("qemu-img", &["snapshot", "-c", "snap1", img]);
+    };
+    one_with(
+        "cluster_size=65536",
+        16 << 20,
+        Workload {
+            ops: 3000,
+            clients: 3,
+            max_len: 150_000,
+            seed: 60,
+        },
+        false,
+        json!({}),
+        Some(&prep),
+    )
+    .await;
+}
+
+/// Writes over compressed clusters decompress and copy them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_workload_over_compressed_clusters() {
+    for ctype in ["zlib", "zstd"] {
+        let prep = move |dir: &Dir, img: &str| {
+            let src = dir.path("src.raw");
+            let mut data = vec![0u8; 16 << 20];
+            for (i, b) in data.iter_mut().enumerate() {
+                *b = (i / 777 % 7) as u8 + b'a';
+            }
+            std::fs::write(&src, &data).expect("src");
+            let o = format!("compression_type={ctype}");
+            run(
+                "qemu-img",
+                &[
+                    "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", &o, &src, img,
+                ],
+            );
+        };
+        one_with(
+            "cluster_size=65536",
+            16 << 20,
+            Workload {
+                ops: 2000,
+                clients: 3,
+                max_len: 100_000,
+                seed: 70,
+            },
+            false,
+            json!({}),
+            Some(&prep),
         )
         .await;
     }
