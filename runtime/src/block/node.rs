@@ -133,6 +133,9 @@ pub struct BlockNode {
     pub(crate) state: Mutex<NodeState>,
     listeners: Mutex<Vec<(u64, Arc<Listener>)>>,
     next_listener: AtomicU64,
+    /// QEMU's block-status cache: the last data region a protocol driver
+    /// reported, `[start, end)` (empty when `start == end`).
+    bsc: Mutex<(u64, u64)>,
 }
 
 impl std::fmt::Debug for BlockNode {
@@ -172,6 +175,7 @@ impl BlockNode {
             state: Mutex::new(state),
             listeners: Mutex::new(Vec::new()),
             next_listener: AtomicU64::new(0),
+            bsc: Mutex::new((0, 0)),
         }
     }
 
@@ -383,6 +387,7 @@ impl BlockNode {
                 no_fallback: false,
             };
             drop(data);
+            self.bsc_invalidate(offset, len);
             self.driver.write_zeroes(offset, len, zf).await
         } else {
             self.driver.write(offset, data, flags).await
@@ -406,6 +411,7 @@ impl BlockNode {
         if self.flags() & F_DISCARD_UNMAP == 0 {
             flags.may_unmap = false;
         }
+        self.bsc_invalidate(offset, len);
         let r = self.driver.write_zeroes(offset, len, flags).await;
         self.finish_write(offset, len);
         r
@@ -422,6 +428,7 @@ impl BlockNode {
         if len == 0 {
             return Ok(());
         }
+        self.bsc_invalidate(offset, len);
         self.driver.discard(offset, len).await
     }
 
@@ -448,9 +455,39 @@ impl BlockNode {
         if len == 0 {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        let mut e = self.driver.block_status(offset, len).await?;
+        if self.driver.protocol_name().is_none() {
+            let mut e = self.driver.block_status(offset, len).await?;
+            e.len = e.len.clamp(1, len);
+            return Ok(e);
+        }
+        // Protocol drivers may be slow to answer (SEEK_HOLE walks a tmpfs
+        // file page by page), so the last data region is cached, as QEMU
+        // does; writes never make data read as zeroes, and the requests
+        // that may (zeroes, discard, resize) invalidate the cache.
+        let (start, end) = *self.bsc.lock().unwrap_or_else(PoisonError::into_inner);
+        if start <= offset && offset < end {
+            return Ok(Extent {
+                len: (end - offset).min(len),
+                zero: false,
+                data: true,
+                depth: 1,
+            });
+        }
+        let mut e = self.driver.block_status(offset, size - offset).await?;
+        if e.data && !e.zero && e.len > 0 {
+            *self.bsc.lock().unwrap_or_else(PoisonError::into_inner) = (offset, offset + e.len);
+        }
         e.len = e.len.clamp(1, len);
         Ok(e)
+    }
+
+    /// Forgets the cached data region if it overlaps `[offset, offset +
+    /// len)` (QEMU's `bdrv_bsc_invalidate_range`).
+    fn bsc_invalidate(&self, offset: u64, len: u64) {
+        let mut c = self.bsc.lock().unwrap_or_else(PoisonError::into_inner);
+        if offset < c.1 && c.0 < offset.saturating_add(len) {
+            *c = (0, 0);
+        }
     }
 
     /// Changes the size as QEMU's `bdrv_co_truncate` does, with its
@@ -467,6 +504,7 @@ impl BlockNode {
         if self.is_read_only() {
             return Err(qapi::QmpError::generic("Image is read-only"));
         }
+        self.bsc_invalidate(0, u64::MAX);
         if let Err(e) = self.driver.truncate(size).await {
             return Err(qapi::QmpError::generic(match super::user_error_text(&e) {
                 Some(t) => t,

@@ -20,10 +20,10 @@ mod fd;
 mod pty;
 pub mod qmp;
 mod registry;
-mod report;
+pub(crate) mod report;
 pub mod ringbuf;
 mod session;
-mod socket;
+pub(crate) mod socket;
 mod udp;
 
 use std::sync::{Arc, Mutex};

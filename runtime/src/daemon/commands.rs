@@ -12,7 +12,7 @@ use qapi::QmpError;
 
 use super::{Daemon, PACKAGE, QEMU_VERSION};
 use crate::qmp::CommandContext;
-use crate::{block, chardev, jobs, objects, qmp};
+use crate::{block, chardev, export, jobs, objects, qmp};
 
 fn ready<T: Send>(r: T) -> impl Future<Output = T> + Send {
     std::future::ready(r)
@@ -73,6 +73,8 @@ impl Commands for Daemon {
     async fn quit(&self, _cx: &CommandContext) -> Result<(), QmpError> {
         // QEMU cancels the jobs on its way out, before the reply.
         jobs::cancel_sync_all(self).await;
+        // QSD removes the exports on its way out, events first.
+        export::close_all(self).await;
         self.request_quit();
         Ok(())
     }
@@ -433,5 +435,62 @@ impl Commands for Daemon {
         args: BlockSetWriteThresholdArgs,
     ) -> impl Future<Output = Result<(), QmpError>> + Send {
         ready(block::qmp::block_set_write_threshold(self, args))
+    }
+
+    // block-export.json
+
+    fn nbd_server_start(
+        &self,
+        _cx: &CommandContext,
+        args: NbdServerOptionsLegacy,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(export::nbd::server::qmp_nbd_server_start(self, args))
+    }
+
+    fn nbd_server_stop(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        let d = self.clone();
+        async move { export::nbd::server::qmp_nbd_server_stop(&d).await }
+    }
+
+    fn nbd_server_add(
+        &self,
+        _cx: &CommandContext,
+        args: NbdServerAddOptions,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(export::nbd_server_add(self, args))
+    }
+
+    fn nbd_server_remove(
+        &self,
+        _cx: &CommandContext,
+        args: NbdServerRemoveArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(export::nbd_server_remove(self, args))
+    }
+
+    fn block_export_add(
+        &self,
+        _cx: &CommandContext,
+        args: BlockExportOptions,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(export::block_export_add(self, args))
+    }
+
+    fn block_export_del(
+        &self,
+        _cx: &CommandContext,
+        args: BlockExportDelArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        ready(export::block_export_del(self, args))
+    }
+
+    fn query_block_exports(
+        &self,
+        _cx: &CommandContext,
+    ) -> impl Future<Output = Result<Vec<BlockExportInfo>, QmpError>> + Send {
+        ready(export::query_block_exports(self))
     }
 }

@@ -14,6 +14,7 @@ use qapi::events::Event;
 
 use crate::block;
 use crate::chardev;
+use crate::export;
 use crate::jobs;
 use crate::objects;
 use crate::qmp::EventBus;
@@ -36,6 +37,8 @@ pub struct Inner {
     pub jobs: jobs::Registry,
     /// The block graph (nodes, their users, permissions).
     pub block: block::BlockGraph,
+    /// Block exports and the NBD server.
+    pub exports: export::Exports,
     /// Serializes in-band commands (QEMU's big lock).
     pub command_lock: tokio::sync::Mutex<()>,
     quit: tokio::sync::watch::Sender<bool>,
@@ -82,6 +85,7 @@ impl Daemon {
                 objects: objects::Registry::new(),
                 jobs: jobs::Registry::default(),
                 block: block::BlockGraph::new(sink),
+                exports: export::Exports::default(),
                 command_lock: tokio::sync::Mutex::new(()),
                 quit,
             }

@@ -28,7 +28,7 @@ use super::report::{self, Origin};
 use super::session::{Reader, Sessions};
 use super::{set_filename, Driver, Filename};
 
-pub(crate) use addr::{inet_family, resolve, Addr};
+pub(crate) use addr::{inet_family, listen, resolve, Addr};
 pub use legacy::{Serving, SocketServer};
 
 /// The settings of an opened socket chardev.

@@ -305,7 +305,7 @@ impl Negotiation {
                     );
                 };
                 let exp = exports[idx].as_ref();
-                let flags = self.flags_for(exp);
+                let flags = self.flags_for(exp, false);
                 let reply = ExportNameReply::new(exp.size, flags, self.no_zeroes);
                 out.extend_from_slice(reply.as_bytes());
                 let t = self.enter(idx, exp, flags, 0);
@@ -368,9 +368,14 @@ impl Negotiation {
 
     /// Transmission flags of `exp` for this session: plus `SEND_DF` with
     /// structured replies, plus `BLOCK_STAT_PAYLOAD` with extended headers
-    /// once contexts were selected.
-    fn flags_for(&self, exp: &ExportDesc) -> TransmissionFlags {
-        let has_contexts = self.contexts.as_ref().is_some_and(|(_, s)| !s.is_empty());
+    /// once contexts were selected for `exp`, or always in answer to
+    /// `NBD_OPT_INFO` (`info`), as QEMU does.
+    fn flags_for(&self, exp: &ExportDesc, info: bool) -> TransmissionFlags {
+        let has_contexts = info
+            || self
+                .contexts
+                .as_ref()
+                .is_some_and(|(name, s)| *name == exp.name && !s.is_empty());
         exp.flags
             .with(
                 TransmissionFlags::SEND_DF,
@@ -449,7 +454,7 @@ impl Negotiation {
                 maximum,
             },
         );
-        let flags = self.flags_for(exp);
+        let flags = self.flags_for(exp, opt == Opt::Info);
         let _ = put_rep_info(
             &mut out,
             raw,
