@@ -499,8 +499,9 @@ impl Qcow2 {
         }
         if astart < aend {
             self.zero_clusters(astart, aend, flags.may_unmap).await?;
-            if self.geo.data_raw {
-                pzero(&self.data(), astart, aend - astart, flags.may_unmap).await?;
+            let zend = aend.min(size_end);
+            if self.geo.data_raw && astart < zend {
+                pzero(&self.data(), astart, zend - astart, flags.may_unmap).await?;
             }
         }
         if flags.fua {
@@ -655,6 +656,13 @@ impl Qcow2 {
             })
         })
         .await?;
+        if self.geo.data_raw {
+            // The raw data file must read as the disk does: zeroes.
+            let zend = end.min(size_end);
+            if start < zend {
+                pzero(&self.data(), start, zend - start, true).await?;
+            }
+        }
         if pass_request {
             let d = self.data();
             let hosts = kept.into_inner().unwrap_or_else(|p| p.into_inner());

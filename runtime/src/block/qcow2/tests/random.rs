@@ -300,3 +300,54 @@ async fn random_workload_over_compressed_clusters() {
         .await;
     }
 }
+
+/// External data files, plain and raw: guest data lives in the data file
+/// at the guest offset; with `data_file_raw` it is a valid raw image too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_workload_external_data_file() {
+    for raw in [false, true] {
+        let dir = Dir::new("extdata");
+        let img = dir.path("e.qcow2");
+        let data = dir.path("e.data");
+        let size: u64 = 16 << 20;
+        let o = format!(
+            "data_file={data},data_file_raw={}",
+            if raw { "on" } else { "off" }
+        );
+        run(
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-o",
+                &o,
+                &img,
+                &size.to_string(),
+            ],
+        );
+        let d = Daemon::new();
+        let (n, _a) = open_rw(&d, "q", &img, json!({}));
+        let shadow = Arc::new(Mutex::new(vec![0u8; size as usize]));
+        let w = Workload {
+            ops: 2000,
+            clients: 3,
+            max_len: 100_000,
+            seed: 80 + raw as u64,
+        };
+        run_workload(n.clone(), shadow.clone(), &w).await;
+        n.flush().await.expect("flush");
+        check_clean(&img);
+        compare_with_shadow(&dir, &img, &shadow.lock().unwrap());
+        if raw {
+            let b = slurp(std::path::Path::new(&data));
+            let s = shadow.lock().unwrap();
+            assert!(b.len() as u64 >= size);
+            assert!(
+                b[..size as usize] == s[..],
+                "raw data file differs from the disk"
+            );
+        }
+    }
+}
