@@ -47,6 +47,20 @@ impl Cache {
         })
     }
 
+    /// The entry at `off` without marking it used (see [`Cache::touch`]).
+    pub fn peek(&self, off: u64) -> Option<&[u8]> {
+        self.map.get(&off).map(|s| &s.data[..])
+    }
+
+    /// Marks the entry at `off` used.
+    pub fn touch(&mut self, off: u64) {
+        self.tick += 1;
+        let t = self.tick;
+        if let Some(s) = self.map.get_mut(&off) {
+            s.used = t;
+        }
+    }
+
     /// Whether `off` is cached.
     pub fn contains(&self, off: u64) -> bool {
         self.map.contains_key(&off)

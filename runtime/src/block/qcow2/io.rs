@@ -36,11 +36,16 @@ impl Qcow2 {
 
     /// Maps a guest range, loading L2 slices outside the metadata lock.
     pub(super) async fn map(&self, off: u64, len: u64) -> io::Result<Vec<Seg>> {
+        self.map_ext(off, len, false).await
+    }
+
+    /// [`Qcow2::map`]; with `first_only`, up to the first change of kind.
+    async fn map_ext(&self, off: u64, len: u64, first_only: bool) -> io::Result<Vec<Seg>> {
         let f = self.file();
         let d = self.data();
         loop {
             let mut m = self.meta.lock().await;
-            match m.lookup(off, len)? {
+            match m.lookup_ext(off, len, first_only)? {
                 Lookup::Done(s) => return Ok(s),
                 Lookup::Need(key) => {
                     let epoch = m.l2_epoch;
@@ -679,7 +684,7 @@ impl Qcow2 {
         let per_l2 = cs * self.geo.l2_entries;
         // Look at most to the end of the L2 table.
         let lim = len.min((off / per_l2 + 1) * per_l2 - off);
-        let segs = self.map(off, lim).await?;
+        let segs = self.map_ext(off, lim, true).await?;
         let first = segs.first().copied().ok_or_else(eio)?;
         let class = |k: Kind| match k {
             Kind::Data(_) | Kind::Compressed(_) => 0,

@@ -258,30 +258,82 @@ impl Meta {
     /// Maps `[off, off+len)` from cached tables only (the read path);
     /// asks for a slice load on a miss.
     pub fn lookup(&mut self, off: u64, len: u64) -> io::Result<Lookup> {
+        self.lookup_ext(off, len, false)
+    }
+
+    /// [`Meta::lookup`]; with `first_only`, stops once the mapping changes
+    /// between data, zero and unallocated (block status needs no more).
+    pub fn lookup_ext(&mut self, off: u64, len: u64, first_only: bool) -> io::Result<Lookup> {
+        let class = |k: Kind| match k {
+            Kind::Data(_) | Kind::Compressed(_) => 0,
+            Kind::Zero => 1,
+            Kind::Unalloc => 2,
+        };
+        let changed = |segs: &[Seg]| {
+            first_only && segs.len() > 1 && class(segs[0].kind) != class(segs[segs.len() - 1].kind)
+        };
         let mut segs: Vec<Seg> = Vec::new();
         let mut pos = off;
         let end = off + len;
         let cs = self.cs();
+        let per_l2 = cs * self.geo.l2_entries;
+        let ext = self.geo.ext_l2;
         while pos < end {
-            let cstart = pos & !(cs - 1);
-            let cend = (cstart + cs).min(end);
             let (l1i, l2i) = self.split(pos);
+            let region_end = end.min((pos / per_l2 + 1) * per_l2);
             let l2 = if (l1i as usize) < self.l1.len() {
                 self.l2_table(l1i)?
             } else {
                 0
             };
-            let entry = if l2 == 0 {
-                Entry { raw: 0, bitmap: 0 }
-            } else {
-                let (key, i) = self.slice_of(l2, l2i);
-                match self.entry_in(key, i) {
-                    Some(e) => e,
-                    None => return Ok(Lookup::Need(key)),
+            if l2 == 0 {
+                // No table: the whole region is unallocated.
+                match segs.last_mut() {
+                    Some(l) if l.kind == Kind::Unalloc && l.off + l.len == pos => {
+                        l.len += region_end - pos
+                    }
+                    _ => segs.push(Seg {
+                        off: pos,
+                        len: region_end - pos,
+                        kind: Kind::Unalloc,
+                    }),
                 }
-            };
-            self.classify(entry, l2, l2i, cstart, pos, cend, &mut segs)?;
-            pos = cend;
+                pos = region_end;
+                if changed(&segs) {
+                    break;
+                }
+                continue;
+            }
+            let (key, _) = self.slice_of(l2, l2i);
+            if !self.l2.contains(key) {
+                return Ok(Lookup::Need(key));
+            }
+            self.l2.touch(key);
+            let se = self.geo.slice_entries;
+            let slice_end = region_end.min(((pos / cs) / se + 1) * se * cs);
+            let b = self.l2.peek(key).unwrap_or_default();
+            while pos < slice_end {
+                let cstart = pos & !(cs - 1);
+                let cend = (cstart + cs).min(end);
+                let (_, l2i) = self.split(pos);
+                let i = (l2i % se) as usize;
+                let entry = if ext {
+                    Entry {
+                        raw: be64(b, 2 * i),
+                        bitmap: be64(b, 2 * i + 1),
+                    }
+                } else {
+                    Entry {
+                        raw: be64(b, i),
+                        bitmap: 0,
+                    }
+                };
+                self.classify(entry, l2, l2i, cstart, pos, cend, &mut segs)?;
+                pos = cend;
+                if changed(&segs) {
+                    return Ok(Lookup::Done(segs));
+                }
+            }
         }
         Ok(Lookup::Done(segs))
     }

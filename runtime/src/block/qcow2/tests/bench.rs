@@ -84,6 +84,21 @@ async fn throughput() {
     })
     .await;
     eprintln!("sequential 1M write: {:.0} MiB/s", rate);
+    let nn = n.clone();
+    let rate = at_depth(4, seq, move |i| {
+        let n = nn.clone();
+        async move {
+            n.write(
+                (size / 2) + i * (1 << 20),
+                IoBuf::new(1 << 20, 4096),
+                WriteFlags::default(),
+            )
+            .await
+            .expect("write");
+        }
+    })
+    .await;
+    eprintln!("sequential 1M rewrite (allocated): {:.0} MiB/s", rate);
     // The same on a plain file node, for scale.
     let raw = dir.path("b.raw");
     std::fs::File::create(&raw).expect("raw");
