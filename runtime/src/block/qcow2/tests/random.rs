@@ -209,6 +209,8 @@ async fn random_workload_small_caches() {
         json!({"l2-cache-size": 8192, "l2-cache-entry-size": 4096, "refcount-cache-size": 1}),
         json!({"cache-size": 200000}),
         json!({"l2-cache-entry-size": 512, "cache-clean-interval": 1}),
+        json!({"discard-no-unref": true, "pass-discard-other": true}),
+        json!({"pass-discard-request": false, "lazy-refcounts": true}),
     ]
     .into_iter()
     .enumerate()
