@@ -300,3 +300,97 @@ fn writes_through_nbd_are_clean_and_match_shadow() {
         drop(s);
     }
 }
+
+/// Images made by our `blockdev-create`, written through our export.
+#[test]
+fn created_images_written_through_nbd() {
+    for (i, opts) in [
+        json!({"size": 33554432}),
+        json!({"size": 33554432, "cluster-size": 512, "refcount-bits": 2}),
+        json!({"size": 33554432, "preallocation": "metadata", "extended-l2": true}),
+        json!({"size": 33554432, "version": "v2", "cluster-size": 8192}),
+        json!({"size": 33554432, "preallocation": "full", "refcount-bits": 64}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let d = Daemon::start(Impl::Ours);
+        let dir = d.dir.path().to_path_buf();
+        let img = dir.join("c.qcow2").display().to_string();
+        let shadow = dir.join("c.raw").display().to_string();
+        std::fs::write(&img, b"").expect("img");
+        let size = opts["size"].as_u64().expect("size");
+        run_ok(
+            "qemu-img",
+            &["create", "-q", "-f", "raw", &shadow, &size.to_string()],
+        );
+        let sock = dir.join("nbd.sock").display().to_string();
+        let mut q = d.qmp();
+        cmd(
+            &mut q,
+            "blockdev-add",
+            json!({"driver": "file", "node-name": "f", "filename": img}),
+        );
+        let mut o = json!({"driver": "qcow2", "file": "f"});
+        for (k, v) in opts.as_object().expect("object") {
+            o[k] = v.clone();
+        }
+        cmd(
+            &mut q,
+            "blockdev-create",
+            json!({"job-id": "j", "options": o}),
+        );
+        for _ in 0..200 {
+            let r = q.cmd(r#"{"execute":"query-jobs"}"#);
+            if r["return"][0]["status"] == "concluded" {
+                assert!(r["return"][0].get("error").is_none(), "{r}");
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        cmd(&mut q, "job-dismiss", json!({"id": "j"}));
+        run_ok("qemu-img", &["check", "-U", &img]);
+        cmd(
+            &mut q,
+            "blockdev-add",
+            json!({"driver": "qcow2", "node-name": "disk", "file": "f", "discard": "unmap"}),
+        );
+        cmd(
+            &mut q,
+            "nbd-server-start",
+            json!({"addr": {"type": "unix", "data": {"path": sock}}}),
+        );
+        cmd(
+            &mut q,
+            "block-export-add",
+            json!({"type": "nbd", "id": "e", "node-name": "disk", "name": "disk", "writable": true}),
+        );
+        let uri = format!("nbd+unix:///disk?socket={sock}");
+        let cmds = workload(100 + i as u64, size, 200);
+        let mut a: Vec<String> = vec!["-f".into(), "raw".into()];
+        let mut b: Vec<String> = vec!["-f".into(), "raw".into()];
+        for c in &cmds {
+            a.push("-c".into());
+            a.push(c.clone());
+            b.push("-c".into());
+            b.push(match c.strip_prefix("discard ") {
+                Some(rest) => format!("write -z {rest}"),
+                None => c.clone(),
+            });
+        }
+        a.push(uri);
+        b.push(shadow.clone());
+        run_ok("qemu-io", &a.iter().map(String::as_str).collect::<Vec<_>>());
+        run_ok("qemu-io", &b.iter().map(String::as_str).collect::<Vec<_>>());
+        let check = run("qemu-img", &["check", "-U", &img]);
+        assert!(
+            check.status.success(),
+            "{opts}: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+        run_ok(
+            "qemu-img",
+            &["compare", "-U", "-f", "qcow2", "-F", "raw", &img, &shadow],
+        );
+    }
+}
