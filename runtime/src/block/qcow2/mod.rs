@@ -257,8 +257,10 @@ impl Qcow2 {
             let mut m = meta.lock().await;
             m.flush(&f, &d).await
         });
-        if let Err(e) = r {
-            tracing::warn!("qcow2: flushing metadata on close failed: {e}");
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("qcow2: flushing metadata on close failed: {e}"),
+            Err(e) => tracing::warn!("qcow2: flushing metadata on close failed: {e}"),
         }
     }
 }

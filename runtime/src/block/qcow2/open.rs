@@ -32,20 +32,21 @@ const DEFAULT_CACHE_CLEAN_INTERVAL: u64 = 600;
 
 /// Runs `fut` to completion from synchronous code (opening and closing
 /// happen outside the data path), on a helper thread that enters the
-/// daemon's runtime, or a runtime of its own when there is none.
-pub fn run_sync<T: Send>(fut: impl Future<Output = T> + Send) -> T {
+/// daemon's runtime, or a runtime of its own when there is none (an
+/// error if that cannot start).
+pub fn run_sync<T: Send>(fut: impl Future<Output = T> + Send) -> Result<T, String> {
     let handle = tokio::runtime::Handle::try_current()
         .ok()
         .filter(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     std::thread::scope(|s| {
         let j = s.spawn(move || match handle {
-            Some(h) => h.block_on(fut),
+            Some(h) => Ok(h.block_on(fut)),
             None => match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(fut),
-                Err(e) => panic!("qcow2: cannot start a runtime: {e}"),
+                Ok(rt) => Ok(rt.block_on(fut)),
+                Err(e) => Err(format!("cannot start a runtime: {e}")),
             },
         });
         let wait = || j.join();
@@ -190,7 +191,7 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
         .clone()
         .ok_or_else(|| gerr("A block device must be specified for \"file\""))?;
     let read_write = !cx.opts.read_only && cx.opts.active;
-    let (h, l1, rt) = run_sync(read_tables(&file, read_write))?;
+    let (h, l1, rt) = run_sync(read_tables(&file, read_write)).map_err(gerr)??;
     let (l2n, entry, rcn) = cache_sizes(o, &h)?;
     let interval = o
         .cache_clean_interval
@@ -306,6 +307,7 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
             let mut m = meta;
             super::repair::repair(&mut m, &f, &f, &hh).await.map(|()| m)
         })
+        .map_err(gerr)?
         .map_err(|e| gerr(format!("Could not repair dirty image: {e}")))?;
     }
     if read_write {
@@ -317,6 +319,7 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
                 super::child::pwrite(&f, header::OFF_AUTOCLEAR, &v.to_be_bytes()).await?;
                 super::child::pflush(&f).await
             })
+            .map_err(gerr)?
             .map_err(|e| gerr(format!("Could not update qcow2 header: {e}")))?;
         }
     }
