@@ -143,6 +143,10 @@ impl Qcow2 {
                         pwrite_buf(&d, h, part, fua).await?;
                     }
                 }
+                // The mapping itself may still be only in the cache.
+                if fua && !self.meta.lock().await.is_clean() {
+                    self.flush_inner().await?;
+                }
                 return Ok(());
             }
         }

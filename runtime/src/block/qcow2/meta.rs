@@ -509,6 +509,11 @@ impl Meta {
         Ok(())
     }
 
+    /// Whether nothing waits in the caches to be written back.
+    pub fn is_clean(&self) -> bool {
+        self.pending.is_empty() && !self.l2.has_dirty() && !self.rb.has_dirty()
+    }
+
     /// Writes everything back and flushes the file (a guest flush).
     pub async fn flush(&mut self, f: &BlockNode, data: &BlockNode) -> io::Result<()> {
         self.write_back(f, data).await?;

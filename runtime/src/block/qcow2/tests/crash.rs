@@ -182,9 +182,19 @@ async fn crash_child() {
             let mut r = Rng(round * 31 + 5);
             for i in 0..SLOTS_PER_ROUND {
                 let slot = round * SLOTS_PER_ROUND + i;
+                let fua = r.below(3) == 0;
+                if fua && r.below(2) == 0 {
+                    // First allocate the slot without making it durable,
+                    // so that the FUA write below goes in place while the
+                    // mapping is still only cached.
+                    let mut b = IoBuf::new(SLOT as usize, n.mem_alignment());
+                    pattern(&mut b, r.next());
+                    n.write(SIZE / 2 + slot * SLOT, b, WriteFlags::default())
+                        .await
+                        .expect("write");
+                }
                 let mut b = IoBuf::new(SLOT as usize, n.mem_alignment());
                 pattern(&mut b, slot_seed(slot));
-                let fua = r.below(3) == 0;
                 n.write(SIZE / 2 + slot * SLOT, b, WriteFlags { fua })
                     .await
                     .expect("write");
