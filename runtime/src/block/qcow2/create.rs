@@ -54,7 +54,7 @@ pub fn meta_for(h: &Header, l1: Vec<u64>, rt: Vec<u64>, file_end: u64) -> Meta {
         data_raw: h.autoclear & header::AUTOCLEAR_DATA_FILE_RAW != 0,
         compression: h.compression_type,
     };
-    Meta {
+    let mut m = Meta {
         geo,
         l1,
         l1_offset: h.l1_table_offset,
@@ -71,7 +71,10 @@ pub fn meta_for(h: &Header, l1: Vec<u64>, rt: Vec<u64>, file_end: u64) -> Meta {
         snap_table: (0, 0),
         l2_epoch: 0,
         pass_discard: (false, false),
-    }
+        tables: Default::default(),
+    };
+    m.tables = super::meta::Tables::index(&m.l1, &m.rt);
+    m
 }
 
 fn io_text(what: &str, e: &io::Error) -> String {

@@ -113,6 +113,30 @@ pub struct Meta {
     pub l2_epoch: u64,
     /// Pass discards of freed clusters on to the file: (request, other).
     pub pass_discard: (bool, bool),
+    /// Offsets of the refcount blocks and active L2 tables, for the
+    /// overlap checks of new allocations.
+    pub tables: Tables,
+}
+
+/// See [`Meta::tables`].
+#[derive(Debug, Default)]
+pub struct Tables {
+    pub blocks: std::collections::HashSet<u64>,
+    pub l2: std::collections::HashSet<u64>,
+}
+
+impl Tables {
+    /// The tables of an L1 table and a refcount table.
+    pub fn index(l1: &[u64], rt: &[u64]) -> Tables {
+        Tables {
+            blocks: rt.iter().map(|e| e & !0x1ff).filter(|o| *o != 0).collect(),
+            l2: l1
+                .iter()
+                .map(|e| e & OFFSET_MASK)
+                .filter(|o| *o != 0)
+                .collect(),
+        }
+    }
 }
 
 pub(super) fn be64(b: &[u8], i: usize) -> u64 {
@@ -571,7 +595,9 @@ impl Meta {
         let e = new | COPIED;
         pwrite(f, self.l1_offset + l1i * 8, &e.to_be_bytes()).await?;
         self.l1[l1i as usize] = e;
+        self.tables.l2.insert(new);
         if old != 0 {
+            self.tables.l2.remove(&old);
             self.free_later(old, 1, FreeKind::Other);
         }
         let se_bytes = (self.geo.slice_entries * self.geo.l2_entry_size) as usize;
@@ -595,14 +621,9 @@ impl Meta {
             Some("refcount table")
         } else if hit(self.snap_table.0, self.snap_table.1) {
             Some("snapshot table")
-        } else if full && self.rt.iter().any(|b| *b != 0 && hit(*b & !0x1ff, cs)) {
+        } else if full && self.any_table(&self.tables.blocks, off, len) {
             Some("refcount block")
-        } else if full
-            && self.l1.iter().any(|e| {
-                let o = *e & OFFSET_MASK;
-                o != 0 && hit(o, cs)
-            })
-        {
+        } else if full && self.any_table(&self.tables.l2, off, len) {
             Some("active L2 table")
         } else {
             None
@@ -614,6 +635,19 @@ impl Meta {
             )),
             None => Ok(()),
         }
+    }
+
+    /// Whether a cluster of `[off, off+len)` is in `set`.
+    fn any_table(&self, set: &std::collections::HashSet<u64>, off: u64, len: u64) -> bool {
+        let cs = self.cs();
+        let mut c = off & !(cs - 1);
+        while c < off + len {
+            if set.contains(&c) {
+                return true;
+            }
+            c += cs;
+        }
+        false
     }
 
     /// Grows the L1 table to `entries` (copying it to new clusters).

@@ -298,8 +298,10 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
             o.pass_discard_request.unwrap_or(discard_unmap),
             o.pass_discard_other.unwrap_or(false),
         ),
+        tables: Default::default(),
     };
     let mut meta = meta;
+    meta.tables = super::meta::Tables::index(&meta.l1, &meta.rt);
     if read_write && h.incompatible & header::INCOMPAT_DIRTY != 0 {
         let f = file.clone();
         let hh = h.clone();

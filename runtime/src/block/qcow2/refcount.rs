@@ -225,6 +225,7 @@ impl Meta {
         pflush(f).await?;
         pwrite(f, self.rt_offset + i * 8, &off.to_be_bytes()).await?;
         self.rt[i as usize] = off;
+        self.tables.blocks.insert(off);
         self.file_end = self.file_end.max(off + cs);
         if !self.rb.make_room() {
             self.write_blocks(f).await?;
@@ -361,6 +362,9 @@ impl Meta {
         self.rt_offset = table_off;
         self.rt_clusters = tc;
         self.file_end = self.file_end.max(area + total * cs);
+        for k in 0..nb {
+            self.tables.blocks.insert(area + k * cs);
+        }
         for (k, d) in blocks.into_iter().enumerate() {
             if !self.rb.make_room() {
                 self.write_blocks(f).await?;

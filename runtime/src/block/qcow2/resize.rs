@@ -85,6 +85,7 @@ impl Qcow2 {
             m.flush(&f, &d).await?;
             pwrite(&f, m.l1_offset + i * 8, &0u64.to_be_bytes()).await?;
             m.l1[i as usize] = 0;
+            m.tables.l2.remove(&l2);
             let se = m.geo.slice_entries * m.geo.l2_entry_size;
             for s in 0..m.geo.l2_entries / m.geo.slice_entries {
                 m.l2.remove(l2 + s * se);
