@@ -204,6 +204,8 @@ fn open_errors_match_qsd() {
     }
     lines.push(qcow2("n", "trunc.qcow2", true));
     lines.push(qcow2("c", "incompat_comp.qcow2", false));
+    // Already open read-only above: the lock conflict comes first.
+    lines.push(qcow2("c", "incompat_corrupt.qcow2", false));
     same(&lines);
 }
 
@@ -375,4 +377,42 @@ fn resize_matches_qsd() {
         resize(128 << 20),
         r#"{"execute":"query-named-block-nodes"}"#.to_string(),
     ]);
+}
+
+#[test]
+fn option_errors_match_qsd() {
+    let cases = [
+        json!({"cache-size": 1000000, "l2-cache-size": 10000, "refcount-cache-size": 10000}),
+        json!({"cache-size": 100000, "l2-cache-size": 200000}),
+        json!({"cache-size": 100000, "refcount-cache-size": 200000}),
+        json!({"l2-cache-entry-size": 1000}),
+        json!({"l2-cache-entry-size": 256}),
+        json!({"l2-cache-entry-size": 131072}),
+        json!({"cache-clean-interval": 4294967296u64}),
+        json!({"cache-clean-interval": -1}),
+        json!({"l2-cache-size": -1}),
+        json!({"lazy-refcounts": true}),
+        json!({"encrypt": {"format": "aes", "key-secret": "x"}}),
+        json!({"data-file": "x"}),
+        json!({"backing": "nonexistent"}),
+        json!({"backing": {"driver": "file", "filename": "/nonexistent"}}),
+        json!({"overlap-check": "none"}),
+        json!({"overlap-check": {"template": "all", "main-header": false}}),
+    ];
+    let mut lines = Vec::new();
+    for c in cases {
+        let mut o = json!({"driver": "qcow2", "node-name": "n",
+            "file": {"driver": "file", "filename": "DIR/base.qcow2"}});
+        for (k, v) in c.as_object().expect("object") {
+            o[k] = v.clone();
+        }
+        lines.push(add(o));
+        lines.push(json!({"execute": "blockdev-del", "arguments": {"node-name": "n"}}).to_string());
+    }
+    lines.push(qcow2("v", "v2.qcow2", false));
+    lines.push(add(
+        json!({"driver": "qcow2", "node-name": "w", "lazy-refcounts": true,
+        "file": {"driver": "file", "filename": "DIR/v2.qcow2"}}),
+    ));
+    same(&lines);
 }

@@ -70,6 +70,18 @@ fn gerr(s: impl Into<String>) -> QmpError {
 /// Cache sizes as QEMU's `read_cache_sizes` computes them: (L2 entries,
 /// L2 entry size, refcount blocks).
 fn cache_sizes(o: &BlockdevOptionsQcow2, h: &Header) -> Result<(u64, u64, u64), QmpError> {
+    for (name, v) in [
+        ("cache-size", o.cache_size),
+        ("l2-cache-size", o.l2_cache_size),
+        ("l2-cache-entry-size", o.l2_cache_entry_size),
+        ("refcount-cache-size", o.refcount_cache_size),
+    ] {
+        if let Some(v) = v.filter(|v| *v < 0) {
+            return Err(gerr(format!(
+                "Value '{v}' is out of range for parameter '{name}'"
+            )));
+        }
+    }
     let cs = h.cluster_size();
     let virtual_size = h.size / 512 * 512;
     let max_l2_entries = virtual_size.div_ceil(cs);
@@ -191,6 +203,19 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
         .clone()
         .ok_or_else(|| gerr("A block device must be specified for \"file\""))?;
     let read_write = !cx.opts.read_only && cx.opts.active;
+    // QEMU attaches `file` (taking its image locks) before it reads the
+    // header: a lock conflict is the first error.
+    let (perm, shared) = crate::block::default_child_perm(
+        ChildRole::IMAGE_PRIMARY,
+        ChildPermCx {
+            perm: Perm::NONE,
+            shared: Perm::ALL,
+            writable: read_write,
+            inactive: !cx.opts.active,
+        },
+    );
+    file.driver().check_perm(perm, shared)?;
+    file.driver().abort_perm();
     let (h, l1, rt) = run_sync(read_tables(&file, read_write)).map_err(gerr)??;
     let (l2n, entry, rcn) = cache_sizes(o, &h)?;
     let interval = o
@@ -236,15 +261,8 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
     }
     let external = h.incompatible & header::INCOMPAT_DATA_FILE != 0;
     let data_raw = h.autoclear & header::AUTOCLEAR_DATA_FILE_RAW != 0;
-    if !external {
-        if o.data_file.is_some() {
-            return Err(gerr(
-                "'data-file' can only be set for images with an external data file",
-            ));
-        }
-        if data_raw {
-            return Err(gerr("data-file-raw requires a data file"));
-        }
+    if !external && o.data_file.is_none() && data_raw {
+        return Err(gerr("data-file-raw requires a data file"));
     }
     let fname = crate::block::info::filename(&file).filename;
     let deferred = Children {
@@ -373,6 +391,10 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
     })
 }
 
+fn backing_err(e: QmpError) -> QmpError {
+    gerr(format!("Could not open backing file: {}", e.desc))
+}
+
 /// The children a qcow2 node opens once it is in the graph.
 struct Children {
     external: bool,
@@ -413,6 +435,15 @@ impl Children {
             }
             Ok::<_, QmpError>(n)
         };
+        if !self.external {
+            if let Some(r) = &self.data_ref {
+                // QEMU opens the child before it finds it has no use.
+                child(r, inline)?;
+                return Err(gerr(
+                    "'data-file' can only be set for images with an external data file",
+                ));
+            }
+        }
         if self.external {
             let node = match (&self.data_ref, &self.data_name) {
                 (Some(r), _) => child(r, inline)?,
@@ -432,10 +463,10 @@ impl Children {
         let backing = match &self.backing_ref {
             Some(BlockdevRefOrNull::Null(_)) => None,
             Some(BlockdevRefOrNull::Reference(name)) => {
-                Some(child(&BlockdevRef::Reference(name.clone()), inline)?)
+                Some(child(&BlockdevRef::Reference(name.clone()), inline).map_err(backing_err)?)
             }
             Some(BlockdevRefOrNull::Definition(opts)) => {
-                Some(child(&BlockdevRef::Definition(opts.clone()), inline)?)
+                Some(child(&BlockdevRef::Definition(opts.clone()), inline).map_err(backing_err)?)
             }
             None => match &self.backing_name {
                 Some(name) if !name.is_empty() => {
@@ -452,12 +483,7 @@ impl Children {
                     };
                     let r = file_node_options(&fmt, &path, true)
                         .and_then(|o| child(&BlockdevRef::Definition(Box::new(o)), inline));
-                    match r {
-                        Ok(n) => Some(n),
-                        Err(e) => {
-                            return Err(gerr(format!("Could not open backing file: {}", e.desc)))
-                        }
-                    }
+                    Some(r.map_err(backing_err)?)
                 }
                 _ => None,
             },

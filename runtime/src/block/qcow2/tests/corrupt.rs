@@ -68,7 +68,7 @@ async fn unaligned_l2_table_is_fatal() {
     let r = add(
         &d2,
         json!({"driver": "qcow2", "node-name": "x",
-        "file": {"driver": "file", "filename": p}}),
+        "file": {"driver": "file", "filename": p, "locking": "off"}}),
     );
     assert_eq!(
         r.unwrap_err(),
