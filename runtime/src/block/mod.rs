@@ -1,19 +1,76 @@
 //! The block layer: a graph of nodes, each a driver instance (file, raw,
 //! null-co, qcow2, ...), with children referenced by role.
 //!
-//! This module defines the contract between the node graph, its drivers and
-//! its users (NBD, vhost-user-blk and FUSE exports, block jobs):
+//! Data flows one way: export → [`BlockNode`] → [`BlockDriver`] → child
+//! node → ... → kernel. Drivers never know which export serves them. No
+//! lock is held across an `.await` on the data path.
 //!
-//! - [`BlockDriver`]: what a driver implements. I/O is asynchronous and works
-//!   on owned buffers ([`IoBuf`]), so a request can be handed to a thread
-//!   pool or io_uring without copying and survive the caller going away.
-//! - [`BlockNode`]: a node in the graph: its name, its driver, and the
-//!   bookkeeping every node shares (read-only state, statistics, write
-//!   threshold). Users hold `Arc<BlockNode>`.
+//! # Modules
 //!
-//! Data flows one way: export → node → driver → child node → ... → kernel.
-//! Drivers never know which export serves them. No lock is held across an
-//! `.await` on the data path.
+//! - [`node`]: [`BlockNode`], the data path every user goes through;
+//! - [`graph`]: [`BlockGraph`], the registry in `Daemon::block`:
+//!   names, users, permissions (QEMU's model), op blockers, deletion;
+//! - [`open`]: `blockdev-add`, the driver factory [`open::DRIVERS`];
+//! - [`reopen`]: `blockdev-reopen`;
+//! - [`info`], [`qmp`]: what the queries show, and the QMP commands;
+//! - drivers: [`mod@file`] (`file`, `host_device`), [`raw`], [`null`].
+//!
+//! # Using nodes (exports, jobs)
+//!
+//! ```ignore
+//! // Create nodes (also what --blockdev does):
+//! block::blockdev_add(&daemon, opts)?;
+//! // Find one:
+//! let node: Arc<BlockNode> = daemon.block.node("disk0").ok_or(..)?;
+//! // Attach as a user with QEMU-like permissions. Fails with QEMU's
+//! // texts: "Block node is read-only", "Permission conflict on node ...",
+//! // "Failed to get \"write\" lock" (another process holds the image).
+//! let att: Attachment = daemon.block.attach(
+//!     &node,
+//!     ParentKind::Backend { name: String::new() }, // an export's backend
+//!     "root",
+//!     Perm::CONSISTENT_READ | Perm::WRITE,          // what we do
+//!     Perm::ALL & !Perm::RESIZE,                    // what others may do
+//! )?;
+//! // I/O, with owned buffers (aligned to node.mem_alignment() for
+//! // O_DIRECT nodes; unaligned ones are bounced):
+//! let buf = node.read(offset, len).await?;          // io::Result<IoBuf>
+//! node.write(offset, buf, WriteFlags { fua: false }).await?;
+//! node.write_zeroes(offset, len, ZeroFlags { may_unmap: true, ..Default::default() }).await?;
+//! node.discard(offset, len).await?;
+//! node.flush().await?;
+//! let extent = node.block_status(offset, len).await?;
+//! // Learn about resizes (block_resize) while attached:
+//! let _sub = node.subscribe(|ev| match ev { NodeEvent::Resized(size) => ... });
+//! drop(att); // detaches and releases the permissions (and image locks)
+//! ```
+//!
+//! Errors of the data path are `io::Error`s with an errno, as QEMU's
+//! block layer returns them: EIO for a range outside the node, EPERM for a
+//! write without the `write` permission or on a read-only or inactive
+//! node. A node's size is the driver's rounded up to 512 bytes, as QEMU
+//! counts sectors. `blockdev-del` refuses a node with users ("Node X is in
+//! use" for a backend, "Block device X is in use" for other users).
+//!
+//! Jobs attach with `ParentKind::Job { job_type, id }` (one attachment per
+//! node they use; the edge name is the job's child name) and can forbid
+//! operations with [`OpBlocker`] ([`BlockNode::add_blocker`]); errors then
+//! read "Node 'X' is busy: REASON".
+//!
+//! # Adding a driver (qcow2)
+//!
+//! Implement [`BlockDriver`] (I/O on owned buffers, plus the graph and
+//! query hooks whose defaults fit a protocol driver: a format sets
+//! [`BlockDriver::allocated_size`] to `SumOfChildren`, its
+//! [`BlockDriver::strong_runtime_opts`], [`BlockDriver::has_info`]...),
+//! write an [`open::OpenFn`] that builds it from its `BlockdevOptions`
+//! branch (the `file` child is opened before it and passed in
+//! [`open::OpenCx::file`]; other children open with
+//! [`open::OpenCx::open_child`]) and returns the children with their
+//! [`ChildRole`] (`IMAGE_PRIMARY` for qcow2's `file`), and add a line to
+//! [`open::DRIVERS`]. Drivers not in that table answer "driver 'X' is not
+//! implemented yet" after the generic checks. The `file` child of such a
+//! format is found generically from the options.
 
 pub mod buf;
 pub mod create;

@@ -187,7 +187,12 @@ impl FileDriver {
         let tmpfs = sys::fs_type(fd.as_fd())
             .map(|t| t == sys::TMPFS_MAGIC)
             .unwrap_or(false);
-        let policy = if tmpfs {
+        // QSD_BLOCK_INLINE=0 sends every request to the pool, as QEMU's
+        // aio=threads does (for benchmarks comparing the two).
+        let never = std::env::var_os("QSD_BLOCK_INLINE").is_some_and(|v| v == "0");
+        let policy = if never {
+            Inline::Never
+        } else if tmpfs {
             Inline::Always
         } else if flags.direct {
             Inline::Never
@@ -217,7 +222,7 @@ impl FileDriver {
             size: AtomicU64::new(size),
             engine,
             policy: Policy::new(policy),
-            inline_control: tmpfs,
+            inline_control: tmpfs && !never,
             use_lock,
             locks: Mutex::new(LockState {
                 held: lock::Held::default(),
@@ -783,7 +788,15 @@ impl BlockDriver for FileDriver {
             return;
         };
         let (new, held) = *b;
+        let direct = new.direct;
         *self.fd.write().unwrap_or_else(PoisonError::into_inner) = new;
+        if !self.inline_control {
+            self.policy.reset(if direct {
+                Inline::Never
+            } else {
+                Inline::TryNowait
+            });
+        }
         self.locks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

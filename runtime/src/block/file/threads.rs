@@ -51,6 +51,12 @@ impl Policy {
         }
     }
 
+    /// Starts over with policy `p` (after a reopen changed O_DIRECT).
+    pub fn reset(&self, p: Inline) {
+        self.read.store(p as u8, Ordering::Relaxed);
+        self.write.store(p as u8, Ordering::Relaxed);
+    }
+
     pub fn read_mode(&self) -> Inline {
         Self::get(&self.read)
     }
