@@ -32,7 +32,7 @@ fn transcript(which: Impl, steps: impl Fn(&Path) -> Vec<Step>) -> Vec<String> {
     let d = Daemon::start(which);
     let dir = d.dir.path().to_path_buf();
     make_image(&dir.join("a.img"), 1 << 20, &[(0, 4096, 1)]);
-    let mut q: Qmp = d.qmp();
+    let mut q: Qmp = qmp(&d);
     let mut out = Vec::new();
     let mut clients = Vec::new();
     for step in steps(&dir) {
@@ -123,6 +123,18 @@ fn server_start_and_stop_errors() {
             c(
                 "nbd-server-start",
                 json!({"addr": {"type": "fd", "data": {"str": "3"}}}),
+            ),
+            c(
+                "nbd-server-start",
+                json!({"addr": {"type": "vsock", "data": {"cid": "2", "port": "1"}}}),
+            ),
+            c(
+                "nbd-server-start",
+                json!({"addr": {"type": "vsock", "data": {"cid": "x", "port": "1"}}}),
+            ),
+            c(
+                "nbd-server-start",
+                json!({"addr": {"type": "vsock", "data": {"cid": "2", "port": "-1"}}}),
             ),
             c(
                 "nbd-server-start",
@@ -287,7 +299,7 @@ fn removal_with_clients_connected() {
 #[test]
 fn other_export_types_are_not_implemented() {
     let d = Daemon::start(Impl::Ours);
-    let mut q = d.qmp();
+    let mut q = qmp(&d);
     let dir = d.dir.path();
     make_image(&dir.join("a.img"), 1 << 20, &[]);
     q.cmd(&cmd(

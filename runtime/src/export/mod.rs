@@ -298,3 +298,6 @@ pub async fn close_all(d: &Daemon) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

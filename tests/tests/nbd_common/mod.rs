@@ -37,6 +37,27 @@ pub const CMD_BLOCK_STATUS: u16 = 7;
 
 pub const IMPLS: [Impl; 2] = [Impl::Qsd, Impl::Ours];
 
+/// A negotiated monitor connection. Under load QSD may send its greeting
+/// twice (a client that connects while the monitor is being set up sees
+/// it opened twice), so greetings before the reply are skipped.
+pub fn qmp(d: &Daemon) -> Qmp {
+    let mut q = d.connect();
+    let g = q.read_line();
+    assert!(g.starts_with(r#"{"QMP""#), "greeting: {g}");
+    q.send_line(r#"{"execute":"qmp_capabilities"}"#);
+    loop {
+        let r = q.read_line();
+        if r.starts_with(r#"{"QMP""#) {
+            continue;
+        }
+        assert!(
+            r.starts_with(r#"{"return": {}}"#),
+            "negotiation failed: {r}"
+        );
+        return q;
+    }
+}
+
 /// Builds a QMP command line.
 pub fn cmd(execute: &str, args: Value) -> String {
     if args.is_null() {
@@ -114,7 +135,7 @@ impl Served {
         let img = d.dir.path().join("disk.img");
         mk(&img);
         let sock = d.dir.path().join("nbd.sock");
-        let mut q = d.qmp();
+        let mut q = qmp(&d);
         let r = q.cmd(&cmd(
             "blockdev-add",
             json!({"driver": "file", "node-name": "disk", "filename": img}),

@@ -18,6 +18,7 @@
 //! the last one has left.
 
 mod handshake;
+mod listen;
 mod ops;
 mod outq;
 pub mod proto;

@@ -2,9 +2,9 @@
 //! `nbd-server-stop`).
 //!
 //! The server listens on the sockets of one address (UNIX, TCP over IPv4
-//! and IPv6, or a passed listening descriptor) and runs each client in its
-//! own task: handshake, then transmission with the export it chose. As in
-//! QEMU:
+//! and IPv6, vsock, or a passed listening descriptor) and runs each client
+//! in its own task on one of the worker threads: handshake, then
+//! transmission with the export it chose. As in QEMU:
 //! - with `max-connections` N > 0, at most N clients are connected; the
 //!   next ones wait in the listen backlog until one leaves; N = 1 also
 //!   makes new exports stop advertising `CAN_MULTI_CONN`;
@@ -13,23 +13,20 @@
 //! - stopping the server removes every NBD export and disconnects every
 //!   client.
 
-use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use qapi::types::{
-    NbdServerOptions, NbdServerOptionsLegacy, SocketAddress, SocketAddressBranch,
-    SocketAddressLegacyBranch,
-};
+use qapi::types::{NbdServerOptions, NbdServerOptionsLegacy, SocketAddress, SocketAddressBranch};
 use qapi::QmpError;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::chardev::socket::{listen, Addr};
+use crate::chardev::socket::Addr;
 use crate::chardev::Origin;
 use crate::daemon::{Daemon, WeakDaemon};
 
 use super::handshake::{negotiate, ExportSource};
+use super::listen::{self, Listener};
 use super::ops::Session;
 use super::stream::{Sock, Stream};
 use super::transmit::Conn;
@@ -112,13 +109,7 @@ pub fn nbd_server_start(d: &Daemon, opts: NbdServerOptions) -> Result<(), QmpErr
 
 /// `nbd-server-start`.
 pub fn qmp_nbd_server_start(d: &Daemon, opts: NbdServerOptionsLegacy) -> Result<(), QmpError> {
-    let addr = match &opts.addr.u {
-        SocketAddressLegacyBranch::Vsock(_) => Addr::Vsock {
-            cid: String::new(),
-            port: String::new(),
-        },
-        _ => Addr::from_legacy(&opts.addr),
-    };
+    let addr = Addr::from_legacy(&opts.addr);
     let s = Settings {
         addr,
         tls_creds: opts.tls_creds,
@@ -155,47 +146,16 @@ fn flat_addr(a: &SocketAddress) -> Addr {
     }
 }
 
-enum Listener {
-    Unix(tokio::net::UnixListener),
-    Tcp(tokio::net::TcpListener),
-}
-
-impl Listener {
-    fn new(sock: socket2::Socket) -> std::io::Result<Listener> {
-        sock.set_nonblocking(true)?;
-        let unix = sock.local_addr().map(|a| a.is_unix()).unwrap_or(false);
-        let fd = OwnedFd::from(sock);
-        Ok(if unix {
-            Listener::Unix(tokio::net::UnixListener::from_std(fd.into())?)
-        } else {
-            Listener::Tcp(tokio::net::TcpListener::from_std(fd.into())?)
-        })
-    }
-
-    async fn accept(&self) -> std::io::Result<Sock> {
-        Ok(match self {
-            Listener::Unix(l) => Sock::Unix(l.accept().await?.0.into_std()?),
-            Listener::Tcp(l) => Sock::Tcp(l.accept().await?.0.into_std()?),
-        })
-    }
-}
-
 fn start(d: &Daemon, s: Settings, origin: &Origin) -> Result<(), QmpError> {
     if d.exports.nbd_server().is_some() {
         return Err(QmpError::generic("NBD server already running"));
     }
-    if let Addr::Vsock { .. } = s.addr {
-        return Err(QmpError::generic(
-            "vsock addresses are not implemented by qsd's NBD server",
-        ));
-    }
     let max_connections = s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
-    let socks = listen(&s.addr, origin).map_err(|e| {
-        QmpError::generic(match e.split_once(crate::chardev::HINT) {
-            Some((m, _)) => m.to_string(),
-            None => e,
-        })
-    })?;
+    let backlog = match max_connections {
+        0 => libc::SOMAXCONN,
+        n => i32::try_from(n).unwrap_or(i32::MAX).min(libc::SOMAXCONN),
+    };
+    let listeners = listen::open(&s.addr, origin, backlog).map_err(QmpError::generic)?;
     if let Some(id) = &s.tls_creds {
         if d.objects.get(id).is_none() {
             return Err(QmpError::generic(format!(
@@ -208,23 +168,6 @@ fn start(d: &Daemon, s: Settings, origin: &Origin) -> Result<(), QmpError> {
     }
     // tls-authz only matters with TLS; QEMU accepts it alone.
     let _ = &s.tls_authz;
-    let backlog = match max_connections {
-        0 => libc::SOMAXCONN,
-        n => i32::try_from(n).unwrap_or(i32::MAX).min(libc::SOMAXCONN),
-    };
-    let mut listeners = Vec::new();
-    for sock in socks {
-        let l = sock.listen(backlog).and_then(|()| Listener::new(sock));
-        match l {
-            Ok(l) => listeners.push(l),
-            Err(e) => {
-                return Err(QmpError::generic(format!(
-                    "Failed to listen on socket: {}",
-                    crate::chardev::os_error(&e)
-                )))
-            }
-        }
-    }
     let (stop, _) = watch::channel(false);
     let (conns, _) = watch::channel(0usize);
     let server = Arc::new(NbdServer {

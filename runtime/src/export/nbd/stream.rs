@@ -21,6 +21,8 @@ use tokio::io::unix::AsyncFd;
 pub(crate) enum Sock {
     Unix(UnixStream),
     Tcp(std::net::TcpStream),
+    /// Another stream socket (vsock).
+    Other(socket2::Socket),
 }
 
 impl AsRawFd for Sock {
@@ -28,6 +30,7 @@ impl AsRawFd for Sock {
         match self {
             Sock::Unix(s) => s.as_raw_fd(),
             Sock::Tcp(s) => s.as_raw_fd(),
+            Sock::Other(s) => s.as_raw_fd(),
         }
     }
 }
@@ -37,6 +40,7 @@ impl Sock {
         match self {
             Sock::Unix(s) => (&*s).read(buf),
             Sock::Tcp(s) => (&*s).read(buf),
+            Sock::Other(s) => (&*s).read(buf),
         }
     }
 
@@ -44,6 +48,7 @@ impl Sock {
         match self {
             Sock::Unix(s) => (&*s).write_vectored(bufs),
             Sock::Tcp(s) => (&*s).write_vectored(bufs),
+            Sock::Other(s) => (&*s).write_vectored(bufs),
         }
     }
 
@@ -51,6 +56,7 @@ impl Sock {
         match self {
             Sock::Unix(s) => s.shutdown(Shutdown::Both),
             Sock::Tcp(s) => s.shutdown(Shutdown::Both),
+            Sock::Other(s) => s.shutdown(Shutdown::Both),
         }
     }
 }
@@ -79,6 +85,7 @@ impl Stream {
                 s.set_nonblocking(true)?;
                 let _ = s.set_nodelay(true);
             }
+            Sock::Other(s) => s.set_nonblocking(true)?,
         }
         // SAFETY: `sock` owns its descriptor, which stays open and
         // unchanged while the AsyncFd holds it.

@@ -6,8 +6,9 @@
 //! block layer completes inline and the reply is queued before the next
 //! request is decoded. Commands that wait (thread pool, io_uring) stay in
 //! the in-flight set and complete in any order. Replies are written by the
-//! same task, as many per `writev` as are ready, so a burst of 32 requests
-//! costs one read, 32 block operations and one write.
+//! same task, several per `writev` ([`FLUSH_REPLIES`] at a time during a
+//! burst), so a burst of 32 requests costs one read, 32 block operations
+//! and 8 writes.
 //!
 //! Bounds: at most [`MAX_REQUESTS`] requests in flight or waiting to be
 //! written, and [`MAX_HELD`] bytes of request data (READ lengths, WRITE
@@ -40,7 +41,15 @@ pub(crate) const MAX_HELD: u64 = 64 << 20;
 /// WRITE payloads at least this long are read directly into their buffer.
 const DIRECT_PAYLOAD: usize = 64 << 10;
 /// Size of the input buffer.
-const RBUF: usize = 256 << 10;
+const RBUF: usize = 64 << 10;
+/// Replies are written as soon as this many are ready, even in the middle
+/// of a burst of requests: the client can then send its next requests
+/// while the rest of the burst runs (measured best at 4 with fio, 4 KiB
+/// random reads over several connections, against writing once per burst
+/// or once per reply).
+const FLUSH_REPLIES: usize = 4;
+/// ... or as soon as this many bytes are.
+const FLUSH_BYTES: usize = 256 << 10;
 /// Loop rounds before yielding to other tasks.
 const ROUNDS: usize = 64;
 
@@ -193,7 +202,12 @@ impl<'a> Conn<'a> {
         };
         let mut fut: ReqFuture = Box::pin(ops::run(self.sess.clone(), req, cmd, data));
         match fut.as_mut().poll(cx) {
-            Poll::Ready(reply) => self.out.push(reply),
+            Poll::Ready(reply) => {
+                self.out.push(reply);
+                if self.out.len() >= FLUSH_REPLIES || self.out.bytes() >= FLUSH_BYTES {
+                    self.write(cx);
+                }
+            }
             Poll::Pending => {
                 self.held += cost;
                 self.inflight.push((fut, cost));

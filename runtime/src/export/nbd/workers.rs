@@ -76,10 +76,6 @@ pub(crate) fn spawn<F>(fut: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    if std::env::var_os("QSD_NBD_NO_WORKERS").is_some() {
-        tokio::spawn(fut);
-        return;
-    }
     let Some(w) = workers()
         .iter()
         .min_by_key(|w| w.load.load(Ordering::Relaxed))

@@ -486,3 +486,36 @@ fn block_size_helper() {
     big.request_alignment = 65536;
     assert_eq!(block_sizes(&big, true), (65536, 65536, 1 << 16));
 }
+
+/// The export flags of the first `NBD_REP_INFO`/`NBD_INFO_EXPORT` reply.
+fn info_export_flags(out: &Outcome) -> TransmissionFlags {
+    replies(&out.reply)
+        .into_iter()
+        .find_map(|r| match r {
+            OptionReply::Info(InfoReply::Export { flags, .. }) => Some(flags),
+            _ => None,
+        })
+        .expect("NBD_INFO_EXPORT")
+}
+
+#[test]
+fn block_stat_payload_flag_follows_qemu() {
+    // Extended headers: INFO always advertises payloads; GO only with
+    // contexts negotiated for the same export.
+    let mut t = T::new(false, 3);
+    t.opt(Opt::ExtendedHeaders, &[]);
+    let info = t.opt(Opt::Info, &encode_info(b"x", &[]));
+    assert!(info_export_flags(&info).contains(TransmissionFlags::BLOCK_STAT_PAYLOAD));
+    let out = t.opt(
+        Opt::SetMetaContext,
+        &encode_meta_context(b"x", &[b"base:allocation"]),
+    );
+    assert_eq!(out.step, Step::Continue);
+    let go = t.opt(Opt::Go, &encode_info(b"ro", &[]));
+    assert!(!info_export_flags(&go).contains(TransmissionFlags::BLOCK_STAT_PAYLOAD));
+    // Structured replies only: never.
+    let mut t = T::new(false, 3);
+    t.opt(Opt::StructuredReply, &[]);
+    let info = t.opt(Opt::Info, &encode_info(b"x", &[]));
+    assert!(!info_export_flags(&info).contains(TransmissionFlags::BLOCK_STAT_PAYLOAD));
+}
