@@ -411,14 +411,31 @@ fn qemu_img_geometries_read_through_nbd() {
     for opts in cases {
         let dir = tempfile::tempdir().expect("tempdir");
         let img = dir.path().join("g.qcow2").display().to_string();
-        run_ok("qemu-img", &["create", "-q", "-f", "qcow2", "-o", &opts, &img, "8M"]);
+        run_ok(
+            "qemu-img",
+            &["create", "-q", "-f", "qcow2", "-o", &opts, &img, "8M"],
+        );
         run_ok(
             "qemu-io",
-            &["-f", "qcow2", "-c", "write -P 9 1000 300000", "-c", "write -z 2M 1M",
-              "-c", "write -P 8 5M 70000", "-c", "discard 5M 4096", &img],
+            &[
+                "-f",
+                "qcow2",
+                "-c",
+                "write -P 9 1000 300000",
+                "-c",
+                "write -z 2M 1M",
+                "-c",
+                "write -P 8 5M 70000",
+                "-c",
+                "discard 5M 4096",
+                &img,
+            ],
         );
         let s = Served::start(Impl::Ours, Path::new(&img), false, json!({}));
-        run_ok("qemu-img", &["compare", "-U", "-f", "raw", "-F", "qcow2", &s.uri(), &img]);
+        run_ok(
+            "qemu-img",
+            &["compare", "-U", "-f", "raw", "-F", "qcow2", &s.uri(), &img],
+        );
         drop(s);
     }
 }
