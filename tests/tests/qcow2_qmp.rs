@@ -157,6 +157,11 @@ fn make_images(dir: &Path) {
         &p("top.qcow2"),
     ]);
     qemu_io(&["-f", "qcow2", "-c", "write -P 2 0 64k", &p("top.qcow2")]);
+    for b in ["bm_ro.qcow2", "bm_rw.qcow2"] {
+        qemu_img(&["create", "-q", "-f", "qcow2", &p(b), "64M"]);
+        qemu_img(&["bitmap", "--add", &p(b), "b1"]);
+        qemu_img(&["bitmap", "--add", "-g", "128k", "--disable", &p(b), "b2"]);
+    }
     qemu_img(&["create", "-q", "-f", "qcow2", &p("full.qcow2"), "64M"]);
     qemu_io(&["-f", "qcow2", "-c", "write -P 1 0 64M", &p("full.qcow2")]);
 }
@@ -415,4 +420,38 @@ fn option_errors_match_qsd() {
         "file": {"driver": "file", "filename": "DIR/v2.qcow2"}}),
     ));
     same(&lines);
+}
+
+/// Persistent bitmaps show in `format-specific` as in QSD (in use once
+/// opened read-write). QSD also loads them as dirty bitmaps
+/// (`dirty-bitmaps`), which this daemon does not do yet.
+#[test]
+fn bitmaps_in_format_specific_match_qsd() {
+    let lines = [
+        qcow2("g", "bm_ro.qcow2", true),
+        qcow2("h", "bm_rw.qcow2", false),
+        r#"{"execute":"query-named-block-nodes"}"#.to_string(),
+    ];
+    let specific = |which| {
+        let out = run(which, &lines);
+        let last = out
+            .last()
+            .expect("reply")
+            .split(" => ")
+            .nth(1)
+            .expect("reply")
+            .to_string();
+        let v: Value = serde_json::from_str(last.trim()).expect("json");
+        let mut m = Vec::new();
+        for n in v["return"].as_array().expect("nodes") {
+            if n["drv"] == "qcow2" {
+                m.push((
+                    n["node-name"].clone(),
+                    n["image"]["format-specific"].clone(),
+                ));
+            }
+        }
+        m
+    };
+    assert_eq!(specific(Impl::Ours), specific(Impl::Qsd));
 }

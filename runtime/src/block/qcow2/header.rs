@@ -23,9 +23,10 @@ pub const COMPAT_LAZY_REFCOUNTS: u64 = 1;
 /// Autoclear feature bits.
 pub const AUTOCLEAR_BITMAPS: u64 = 1;
 pub const AUTOCLEAR_DATA_FILE_RAW: u64 = 2;
-/// The autoclear bits this driver keeps when it writes to an image: it
-/// does not maintain persistent bitmaps, so it drops their consistency bit.
-pub const AUTOCLEAR_KEPT: u64 = AUTOCLEAR_DATA_FILE_RAW;
+/// The autoclear bits this driver keeps when it writes to an image (it
+/// marks persistent bitmaps in use rather than maintaining them, see
+/// [`super::bitmaps`]).
+pub const AUTOCLEAR_KEPT: u64 = AUTOCLEAR_DATA_FILE_RAW | AUTOCLEAR_BITMAPS;
 
 /// Header extension types.
 pub const EXT_END: u32 = 0;
@@ -83,6 +84,8 @@ pub struct Header {
     pub feature_names: Vec<(u8, u8, String)>,
     /// Bitmaps extension present (and consistent per the autoclear bit).
     pub has_bitmaps: bool,
+    /// The bitmap directory (offset, bytes, entries), when consistent.
+    pub bitmap_dir: Option<(u64, u64, u32)>,
     /// Whether the bitmaps extension was present at all.
     pub bitmaps_ext_present: bool,
 }
@@ -389,6 +392,7 @@ fn read_extensions(b: &[u8], start: u64, end: u64, h: &mut Header) -> Result<(),
                         return Err(err("bitmaps_ext: invalid bitmap directory offset"));
                     }
                     h.has_bitmaps = true;
+                    h.bitmap_dir = Some((be64(&raw, 16), be64(&raw, 8), nb));
                 }
             }
             EXT_DATA_FILE => {

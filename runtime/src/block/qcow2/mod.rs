@@ -17,6 +17,7 @@
 //! lock the guest clusters they touch (shared for in-place writes,
 //! exclusive for allocations, zeroing and discards).
 
+pub mod bitmaps;
 pub mod cache;
 pub mod child;
 pub mod compress;
@@ -118,6 +119,8 @@ pub struct Info {
     pub compression: u8,
     pub backing_file: Option<String>,
     pub backing_format: Option<String>,
+    /// Persistent bitmaps (v3 images).
+    pub bitmaps: Vec<bitmaps::Bitmap>,
 }
 
 /// An open qcow2 image.

@@ -216,7 +216,7 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
     );
     file.driver().check_perm(perm, shared)?;
     file.driver().abort_perm();
-    let (h, l1, rt) = run_sync(read_tables(&file, read_write)).map_err(gerr)??;
+    let (h, l1, rt, bitmaps) = run_sync(read_tables(&file, read_write)).map_err(gerr)??;
     let (l2n, entry, rcn) = cache_sizes(o, &h)?;
     let interval = o
         .cache_clean_interval
@@ -352,6 +352,7 @@ pub fn open(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
         compression: h.compression_type,
         backing_file: h.backing_file.clone(),
         backing_format: h.backing_format.clone(),
+        bitmaps,
     };
     let meta = Arc::new(tokio::sync::Mutex::new(meta));
     let cleaner = start_cleaner(&meta, interval);
@@ -503,7 +504,7 @@ impl Children {
 async fn read_tables(
     file: &BlockNode,
     read_write: bool,
-) -> Result<(Header, Vec<u64>, Vec<u64>), QmpError> {
+) -> Result<(Header, Vec<u64>, Vec<u64>, Vec<super::bitmaps::Bitmap>), QmpError> {
     let io = |what: &str, e: std::io::Error| {
         gerr(format!("{what}: {}", crate::block::file::strerror(&e)))
     };
@@ -537,7 +538,18 @@ async fn read_tables(
         .chunks_exact(8)
         .map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default()))
         .collect();
-    Ok((h, l1, rt))
+    let mut bitmaps = match h.bitmap_dir {
+        Some(dir) => super::bitmaps::read_dir(file, dir)
+            .await
+            .map_err(|e| io("Could not read bitmap directory", e))?,
+        None => Vec::new(),
+    };
+    if read_write && h.incompatible & header::INCOMPAT_CORRUPT == 0 {
+        super::bitmaps::mark_in_use(file, &mut bitmaps)
+            .await
+            .map_err(|e| io("Could not update bitmap directory", e))?;
+    }
+    Ok((h, l1, rt, bitmaps))
 }
 
 /// Starts the `cache-clean-interval` timer.
@@ -593,7 +605,7 @@ pub fn format_specific(i: &Info, corrupt: bool, ext_l2: bool) -> ImageInfoSpecif
             corrupt: Some(corrupt),
             refcount_bits: i.refcount_bits as i64,
             encrypt: None,
-            bitmaps: None,
+            bitmaps: (!i.bitmaps.is_empty()).then(|| super::bitmaps::info(&i.bitmaps)),
             compression_type,
         }
     };

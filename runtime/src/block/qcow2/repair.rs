@@ -107,6 +107,13 @@ pub async fn repair(m: &mut Meta, f: &BlockNode, data: &BlockNode, h: &Header) -
         }
         refs.add(cs, start, off - start);
     }
+    // Persistent bitmaps.
+    if let Some(dir) = h.bitmap_dir {
+        let list = super::bitmaps::read_dir(f, dir).await?;
+        for (o, l) in super::bitmaps::clusters(f, (dir.0, dir.1), &list, cs).await? {
+            refs.add(cs, o, l);
+        }
+    }
     // New refcount blocks must not land on anything referenced.
     let beyond = refs.0.len() as u64;
     m.free_hint = m.free_hint.max(beyond);
