@@ -60,7 +60,7 @@ pub async fn read_dir(f: &BlockNode, dir: (u64, u64, u32)) -> io::Result<Vec<Bit
             granularity_bits: e[17],
             name: String::from_utf8_lossy(&b[name_at..name_at + name_size]).into_owned(),
         });
-        p = (24 + extra + name_size).div_ceil(8) * 8 + p;
+        p += (24 + extra + name_size).div_ceil(8) * 8;
     }
     Ok(out)
 }
