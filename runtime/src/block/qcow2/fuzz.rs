@@ -62,7 +62,7 @@ pub fn walk_image(data: &[u8]) {
                 }
                 off += len;
             }
-            Ok(Lookup::Need(key)) => {
+            Ok(Lookup::Need(_, key)) => {
                 let b = bytes_at(data, key, m.l2.entry_size);
                 m.l2.make_room();
                 m.l2.insert(key, b, false);

@@ -1,7 +1,7 @@
 //! The request paths of the qcow2 driver.
 
 use super::child::{pdiscard, pread, pwrite_buf, pzero};
-use super::meta::{Entry, FreeKind, Kind, Lookup, Meta, Seg, COPIED, ZERO};
+use super::meta::{append_seg, Entry, FreeKind, Kind, Lookup, Meta, Seg, COPIED, ZERO};
 use super::{compress, zero_buf, Qcow2};
 use crate::block::{Extent, IoBuf, ZeroFlags};
 use std::io;
@@ -43,20 +43,39 @@ impl Qcow2 {
     async fn map_ext(&self, off: u64, len: u64, first_only: bool) -> io::Result<Vec<Seg>> {
         let f = self.file();
         let d = self.data();
+        let mut out: Vec<Seg> = Vec::new();
+        let mut pos = off;
+        let end = off + len;
+        let mut misses = 0;
         loop {
             let mut m = self.meta.lock().await;
-            match m.lookup_ext(off, len, first_only)? {
-                Lookup::Done(s) => return Ok(s),
-                Lookup::Need(key) => {
-                    let epoch = m.l2_epoch;
-                    let size = m.l2.entry_size;
-                    drop(m);
-                    let b = pread(&f, key, size).await?;
-                    let mut m = self.meta.lock().await;
-                    if m.l2_epoch == epoch {
-                        m.insert_slice(&f, &d, key, b.to_vec()).await?;
-                    }
+            let key = loop {
+                let (segs, need) = match m.lookup_ext(pos, end - pos, first_only)? {
+                    Lookup::Done(s) => (s, None),
+                    Lookup::Need(s, key) => (s, Some(key)),
+                };
+                pos += segs.iter().map(|s| s.len).sum::<u64>();
+                for s in segs {
+                    append_seg(&mut out, s);
                 }
+                let Some(key) = need else {
+                    return Ok(out);
+                };
+                misses += 1;
+                if misses <= 3 {
+                    break key;
+                }
+                // Loads keep being overtaken by evictions: load under the
+                // lock and go on with it held, which guarantees progress.
+                m.load_slice(&f, &d, key).await?;
+            };
+            let epoch = m.l2_epoch;
+            let size = m.l2.entry_size;
+            drop(m);
+            let b = pread(&f, key, size).await?;
+            let mut m = self.meta.lock().await;
+            if m.l2_epoch == epoch {
+                m.insert_slice(&f, &d, key, b.to_vec()).await?;
             }
         }
     }

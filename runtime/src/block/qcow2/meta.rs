@@ -63,8 +63,25 @@ pub struct Seg {
 pub enum Lookup {
     /// The mapping of the whole range.
     Done(Vec<Seg>),
-    /// An L2 slice at this offset must be loaded first.
-    Need(u64),
+    /// The mapping of a first part of the range; the L2 slice at this
+    /// offset must be loaded for the rest.
+    Need(Vec<Seg>, u64),
+}
+
+/// Appends `s` to `segs`, merging it with the last one when they join.
+pub fn append_seg(segs: &mut Vec<Seg>, s: Seg) {
+    if let Some(last) = segs.last_mut() {
+        let merge = match (last.kind, s.kind) {
+            (Kind::Unalloc, Kind::Unalloc) | (Kind::Zero, Kind::Zero) => true,
+            (Kind::Data(a), Kind::Data(b)) => a + last.len == b,
+            _ => false,
+        };
+        if merge && last.off + last.len == s.off {
+            last.len += s.len;
+            return;
+        }
+    }
+    segs.push(s);
 }
 
 /// The L2 entry of one guest cluster, decoded.
@@ -330,7 +347,7 @@ impl Meta {
             }
             let (key, _) = self.slice_of(l2, l2i);
             if !self.l2.contains(key) {
-                return Ok(Lookup::Need(key));
+                return Ok(Lookup::Need(segs, key));
             }
             self.l2.touch(key);
             let se = self.geo.slice_entries;

@@ -152,6 +152,9 @@ async fn one_with(
     let (n, _a) = open_rw(&d, "q", &img, extra);
     let shadow = Arc::new(Mutex::new(shadow));
     run_workload(n.clone(), shadow.clone(), &w).await;
+    // One read over the whole disk (many L2 slices at once).
+    let all = n.read(0, size as usize).await.expect("read all");
+    assert!(all[..] == shadow.lock().unwrap()[..], "whole-disk read differs");
     n.flush().await.expect("flush");
     check_clean(&img);
     compare_with_shadow(&dir, &img, &shadow.lock().unwrap());
@@ -207,6 +210,7 @@ async fn random_workload_geometries() {
 async fn random_workload_small_caches() {
     for (i, extra) in [
         json!({"l2-cache-size": 8192, "l2-cache-entry-size": 4096, "refcount-cache-size": 1}),
+        json!({"l2-cache-size": 1024, "l2-cache-entry-size": 512}),
         json!({"cache-size": 200000}),
         json!({"l2-cache-entry-size": 512, "cache-clean-interval": 1}),
         json!({"discard-no-unref": true, "pass-discard-other": true}),
