@@ -154,7 +154,10 @@ async fn one_with(
     run_workload(n.clone(), shadow.clone(), &w).await;
     // One read over the whole disk (many L2 slices at once).
     let all = n.read(0, size as usize).await.expect("read all");
-    assert!(all[..] == shadow.lock().unwrap()[..], "whole-disk read differs");
+    assert!(
+        all[..] == shadow.lock().unwrap()[..],
+        "whole-disk read differs"
+    );
     n.flush().await.expect("flush");
     check_clean(&img);
     compare_with_shadow(&dir, &img, &shadow.lock().unwrap());
