@@ -1,25 +1,105 @@
-//! The `qsd` binary: command line and start-up (TEMPORARY minimal version).
+//! The `qsd` program: command line and start-up of a drop-in replacement for
+//! qemu-storage-daemon 10.0.2.
+//!
+//! Start-up follows QSD step by step, because the order is observable:
+//!
+//! 1. The command line is scanned once ([`options::scan`], glibc
+//!    `getopt_long` rules) and walked twice.
+//! 2. First pass: a scanner error stops with status 1 (message
+//!    `ARGV0: …`), `-h`/`--help` and `-V`/`--version` print and stop with 0
+//!    (whatever comes before or after them, so `--blockdev x -V` prints the
+//!    version), `--daemonize` and `--pidfile` are noted.
+//! 3. With `--daemonize`, the process detaches now, before any thread exists
+//!    ([`daemonize`]); the original process waits to exit with the outcome of
+//!    start-up.
+//! 4. The async runtime starts; SIGINT, SIGTERM, SIGHUP are caught from here
+//!    on ([`signals`]).
+//! 5. Second pass: every other option is applied in command-line order
+//!    ([`apply`]); the first error stops with status 1
+//!    (`PROG: WORDS: MESSAGE`).
+//! 6. The pid file is written and locked ([`pidfile`]); a daemon finishes
+//!    detaching (directory `/`, stdio to `/dev/null`, parent released).
+//! 7. Monitors start serving. The daemon runs until `quit` or a signal, then
+//!    cancels the jobs, closes the monitors, removes its UNIX socket files,
+//!    stops the user-created objects, removes the pid file, and exits with 0.
+//!
+//! Messages use the base name of `argv[0]` as program name, like QSD.
 
-use qsd_runtime::chardev::{Chardev, SocketServer};
-use qsd_runtime::qmp::{spawn_monitor, MonitorOptions};
+pub mod apply;
+mod chardev_cli;
+pub mod daemonize;
+pub mod help;
+pub mod options;
+pub mod pidfile;
+pub mod report;
+pub mod signals;
+pub mod trace;
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
 use qsd_runtime::Daemon;
-use std::sync::Arc;
+use tracing::debug;
 
-fn kv(s: &str) -> Vec<(String, String)> {
-    s.split(',')
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (String::new(), p.to_string()),
-        })
-        .collect()
+use crate::apply::{location, Startup, Stop};
+use crate::options::{Item, Opt};
+use crate::pidfile::PidFile;
+use crate::report::{write_stderr, write_stdout, Location, Reporter};
+
+/// What the first pass found.
+struct PreInit {
+    daemonize: bool,
+    pidfile: Option<PathBuf>,
 }
 
-fn get<'a>(v: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    v.iter().find(|(a, _)| a == k).map(|(_, b)| b.as_str())
+/// The first pass; `Err` is the exit status when the program stops here.
+fn pre_init(items: &[Item], rep: &Reporter) -> Result<PreInit, i32> {
+    let mut pre = PreInit {
+        daemonize: false,
+        pidfile: None,
+    };
+    for item in items {
+        match item {
+            Item::Error(m) => {
+                rep.scanner_error(m);
+                return Err(1);
+            }
+            Item::Opt { opt, arg, .. } => match opt {
+                Opt::Help => {
+                    write_stdout(&help::help_text(&rep.prog()));
+                    return Err(0);
+                }
+                Opt::Version => {
+                    write_stdout(&help::version_text());
+                    return Err(0);
+                }
+                Opt::Daemonize => pre.daemonize = true,
+                Opt::Pidfile => pre.pidfile = arg.as_deref().map(pidfile::path_from_arg),
+                _ => {}
+            },
+            Item::NonOption(_) => {}
+        }
+    }
+    Ok(pre)
 }
 
-/// Runs the daemon with command line `args`; returns the exit code.
-pub fn run(args: Vec<String>) -> i32 {
+/// Runs the program with command line `args` (including `argv[0]`);
+/// returns the exit status.
+pub fn run(args: Vec<OsString>) -> i32 {
+    let argv: Vec<Vec<u8>> = args.into_iter().map(OsStringExt::into_vec).collect();
+    let rep = Reporter::new(argv.first().map_or(b"qsd".as_slice(), Vec::as_slice));
+    let items = options::scan(&argv);
+    let pre = match pre_init(&items, &rep) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    trace::init();
+    // Fork before the runtime starts any thread.
+    let detached = pre.daemonize.then(daemonize::detach);
+    // A daemonized process can't use stdio chardevs (QSD refuses them).
+    qsd_runtime::chardev::set_daemonized(pre.daemonize);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -27,81 +107,102 @@ pub fn run(args: Vec<String>) -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("qsd: cannot start the runtime: {e}");
+            rep.error(
+                &Location::None,
+                &format!("cannot start the async runtime: {}", report::strerror(&e)),
+            );
             return 1;
         }
     };
-    rt.block_on(async move {
-        let daemon = Daemon::new();
-        let mut it = args.into_iter().skip(1);
-        while let Some(opt) = it.next() {
-            let Some(val) = it.next() else {
-                eprintln!("qsd: option '{opt}' needs an argument");
+    let code = rt.block_on(serve(items, rep, pre.pidfile, detached));
+    rt.shutdown_timeout(Duration::from_millis(200));
+    code
+}
+
+/// Steps 4 to 7 of the start-up (see the crate documentation).
+async fn serve(
+    items: Vec<Item>,
+    rep: Reporter,
+    pidfile: Option<PathBuf>,
+    detached: Option<daemonize::Detached>,
+) -> i32 {
+    let mut signals = match signals::TermSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            rep.error(
+                &Location::None,
+                &format!("cannot install signal handlers: {}", report::strerror(&e)),
+            );
+            return 1;
+        }
+    };
+    let daemon = Daemon::new();
+    let mut st = Startup::new(daemon.clone(), rep.clone());
+    for item in &items {
+        match st.apply(item).await {
+            Ok(()) => {}
+            Err(Stop::Exit(code)) => return code,
+            Err(Stop::Error { msg, hint }) => {
+                rep.error(&location(item), &msg);
+                if let Some(h) = hint {
+                    write_stderr(h.as_bytes());
+                }
                 return 1;
-            };
-            match opt.as_str() {
-                "--chardev" => {
-                    let o = kv(&val);
-                    let id = get(&o, "id").unwrap_or("").to_string();
-                    let server = if let Some(p) = get(&o, "path") {
-                        SocketServer::bind_unix(p)
-                    } else {
-                        SocketServer::bind_tcp(get(&o, "host").unwrap_or(""), get(&o, "port").unwrap_or("0")).await
-                    };
-                    let server = match server {
-                        Ok(s) => s,
-                        Err(e) => {
-                            eprintln!("qsd: --chardev {val}: {e}");
-                            return 1;
-                        }
-                    };
-                    let backend: qapi::types::ChardevBackend = match serde_json::from_value(serde_json::json!({
-                        "type": "socket", "data": {"addr": {"type": "unix", "data": {"path": get(&o, "path").unwrap_or("")}}}
-                    })) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            eprintln!("qsd: {e}");
-                            return 1;
-                        }
-                    };
-                    if let Err(e) = daemon.chardevs.insert(Arc::new(Chardev::new(id, backend, server.serve()))) {
-                        eprintln!("qsd: --chardev {val}: {e}");
-                        return 1;
-                    }
-                }
-                "--monitor" => {
-                    let o = kv(&val);
-                    let id = get(&o, "chardev").unwrap_or("");
-                    let Some(dev) = daemon.chardevs.get(id) else {
-                        eprintln!("qsd: --monitor {val}: chardev \"{id}\" not found");
-                        return 1;
-                    };
-                    let conns = match dev.attach() {
-                        Ok(c) => c,
-                        Err(e) => {
-                            eprintln!("qsd: --monitor {val}: {e}");
-                            return 1;
-                        }
-                    };
-                    spawn_monitor(daemon.clone(), conns, MonitorOptions { pretty: get(&o, "pretty") == Some("on") });
-                }
-                _ => {
-                    eprintln!("qsd: unknown option '{opt}'");
-                    return 1;
-                }
             }
         }
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return 1,
-        };
-        tokio::select! {
-            _ = daemon.wait_quit() => {}
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    }
+    let pid = match pidfile {
+        None => None,
+        Some(path) => match PidFile::write(&path) {
+            Ok(mut f) => {
+                if let Err(m) = f.resolve() {
+                    rep.error(&Location::None, &m);
+                    return 1;
+                }
+                Some(f)
+            }
+            Err(e) => {
+                rep.error(&Location::None, &format!("cannot create PID file: {e}"));
+                return 1;
+            }
+        },
+    };
+    if let Some(d) = detached {
+        if let Err(m) = d.finish(trace::to_file()) {
+            rep.error(&Location::None, &m);
+            return 1;
         }
-        daemon.request_quit();
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        0
+    }
+    let monitors = st.start_monitors();
+    debug!("start-up complete");
+    tokio::select! {
+        _ = daemon.wait_quit() => debug!("quit requested"),
+        sig = signals.recv() => debug!("{sig} received"),
+    }
+    daemon.request_quit();
+    // QSD's order: exports are closed (clients disconnected, requests in
+    // flight finished, FUSE files unmounted), jobs are cancelled (and
+    // waited for), then monitors, chardevs and user-created objects are
+    // cleaned up.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        qsd_runtime::export::close_all(&daemon),
+    )
+    .await;
+    qsd_runtime::jobs::shutdown(&daemon).await;
+    // Let every monitor finish writing (the reply to `quit` included).
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        for m in monitors {
+            let _ = m.await;
+        }
     })
+    .await;
+    st.remove_sockets();
+    // Removes socket files and restores a terminal taken by `stdio`.
+    daemon.chardevs.close_all();
+    daemon.objects.shutdown();
+    if let Some(p) = pid {
+        p.remove();
+    }
+    0
 }

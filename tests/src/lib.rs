@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod vhost_client;
+
 /// Which program to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Impl {
@@ -96,13 +98,28 @@ impl Daemon {
         } else {
             "chardev=qmp0"
         };
-        let child = Command::new(which.program())
+        // The pid file is the daemon's documented readiness signal: it is
+        // written once chardevs, monitors, exports and servers exist.
+        // Connecting earlier races with QSD's monitor set-up (a client
+        // that connects while the monitor attaches may see no greeting).
+        let pidfile = dir.path().join("daemon.pid");
+        let mut child = Command::new(which.program())
             .args(["--chardev", &chardev, "--monitor", monitor])
             .args(extra)
+            .arg("--pidfile")
+            .arg(&pidfile)
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .spawn()
             .expect("spawning daemon");
+        let end = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read(&pidfile).is_ok_and(|b| b.ends_with(b"\n")) {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("{which:?} exited during start-up: {st}");
+            }
+            assert!(Instant::now() < end, "{which:?} did not write its pid file");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let d = Daemon {
             child,
             dir,

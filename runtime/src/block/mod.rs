@@ -7,13 +7,15 @@
 //!
 //! # Modules
 //!
-//! - [`node`]: [`BlockNode`], the data path every user goes through;
-//! - [`graph`]: [`BlockGraph`], the registry in `Daemon::block`:
-//!   names, users, permissions (QEMU's model), op blockers, deletion;
-//! - [`open`]: `blockdev-add`, the driver factory [`open::DRIVERS`];
-//! - [`reopen`]: `blockdev-reopen`;
-//! - [`info`], [`qmp`]: what the queries show, and the QMP commands;
-//! - drivers: [`mod@file`] (`file`, `host_device`), [`raw`], [`null`].
+//! - [`node`] holds [`BlockNode`], the data path every user goes through;
+//! - [`graph`] holds [`BlockGraph`], the registry in `Daemon::block`
+//!   (names, users, permissions in QEMU's model, op blockers, deletion);
+//! - [`open`] implements `blockdev-add` and the driver factory
+//!   [`open::DRIVERS`];
+//! - [`reopen`] implements `blockdev-reopen`;
+//! - [`info`] and [`qmp`] hold what the queries show and the QMP commands;
+//! - the drivers are [`mod@file`] (`file`, `host_device`), [`raw`] and
+//!   [`null`].
 //!
 //! # Using nodes (exports, jobs)
 //!
@@ -332,6 +334,14 @@ pub trait BlockDriver: Send + Sync + 'static {
     /// [`user_error`] carries the text QMP reports; any other error is
     /// reported by the caller with its errno.
     fn truncate(&self, size: u64) -> IoFuture<'_, ()>;
+
+    /// Grows the image to `size`, allocating the new area (QEMU's resize
+    /// with `preallocation=falloc`); errors carry the errno QEMU returns
+    /// (ENOTSUP where the driver cannot preallocate, or for shrinking).
+    /// Used by the FUSE export's `fallocate`.
+    fn truncate_falloc(&self, _size: u64) -> IoFuture<'_, ()> {
+        Box::pin(async { Err(io::Error::from_raw_os_error(libc::ENOTSUP)) })
+    }
 
     /// Preferred alignment of I/O buffers (for O_DIRECT), a power of two.
     fn mem_alignment(&self) -> usize {

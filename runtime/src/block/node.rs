@@ -515,6 +515,20 @@ impl BlockNode {
         Ok(())
     }
 
+    /// Grows the node to `size` with the new area allocated (QEMU's
+    /// `bdrv_co_truncate` with `PREALLOC_MODE_FALLOC`), reporting failures
+    /// by errno as QEMU's block layer returns them: EACCES on a read-only
+    /// node, ENOTSUP where the driver cannot preallocate. The caller holds
+    /// the `resize` permission. Tells subscribers.
+    pub async fn truncate_falloc(&self, size: u64) -> io::Result<()> {
+        if self.is_read_only() {
+            return Err(io::Error::from_raw_os_error(libc::EACCES));
+        }
+        self.driver.truncate_falloc(size).await?;
+        self.notify(&NodeEvent::Resized(self.refresh_size()));
+        Ok(())
+    }
+
     /// The children (edges), newest first.
     pub fn children(&self) -> Vec<(String, Arc<BlockNode>)> {
         self.lock()

@@ -68,8 +68,14 @@ impl BlockDriver for NullDriver {
         })
     }
 
-    fn write_zeroes(&self, _offset: u64, _len: u64, _flags: ZeroFlags) -> IoFuture<'_, ()> {
+    /// QEMU's null drivers have no write-zeroes of their own: the block
+    /// layer writes zero buffers, or fails with ENOTSUP when falling back
+    /// is not allowed.
+    fn write_zeroes(&self, _offset: u64, _len: u64, flags: ZeroFlags) -> IoFuture<'_, ()> {
         Box::pin(async move {
+            if flags.no_fallback {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOTSUP));
+            }
             self.delay().await;
             Ok(())
         })

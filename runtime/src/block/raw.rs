@@ -161,6 +161,19 @@ impl BlockDriver for RawDriver {
         })
     }
 
+    fn truncate_falloc(&self, size: u64) -> IoFuture<'_, ()> {
+        Box::pin(async move {
+            if self.window().is_some() {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOTSUP));
+            }
+            let off = self.off();
+            if i64::MAX as u64 - size < off {
+                return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            self.file().truncate_falloc(size + off).await
+        })
+    }
+
     fn mem_alignment(&self) -> usize {
         self.file().mem_alignment()
     }

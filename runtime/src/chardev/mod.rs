@@ -40,7 +40,7 @@ use session::{LogFile, Sessions};
 pub use fd::set_daemonized;
 pub use registry::Registry;
 pub use report::Origin;
-pub use socket::{Serving, SocketServer};
+pub use socket::{listen_flat, Serving, SocketServer};
 
 /// One connection ("session") of a chardev. The frontend drops it (with
 /// `closed`) when done, which lets the chardev serve the next one.
@@ -106,6 +106,9 @@ pub(crate) struct Driver {
     tasks: Vec<tokio::task::AbortHandle>,
     kept: Vec<Box<dyn Send + Sync>>,
     cleanups: Vec<Box<dyn FnOnce() + Send + Sync>>,
+    /// A socket chardev's address: where it listens (as bound) or what it
+    /// connects to.
+    pub(crate) socket_addr: Option<qapi::types::SocketAddress>,
 }
 
 impl Driver {
@@ -183,6 +186,12 @@ impl Chardev {
     /// chardev busy).
     pub fn has_frontend(&self) -> bool {
         self.conns.lock().map(|c| c.is_none()).unwrap_or(true)
+    }
+
+    /// The address of a socket chardev, as its QOM `addr` property shows
+    /// it; `None` for other backends.
+    pub fn socket_address(&self) -> Option<qapi::types::SocketAddress> {
+        self.driver.lock().ok()?.socket_addr.clone()
     }
 
     /// The ring of a `ringbuf`/`memory` chardev.

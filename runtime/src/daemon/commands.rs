@@ -71,10 +71,10 @@ impl Commands for Daemon {
     }
 
     async fn quit(&self, _cx: &CommandContext) -> Result<(), QmpError> {
-        // QEMU cancels the jobs on its way out, before the reply.
-        jobs::cancel_sync_all(self).await;
-        // QSD removes the exports on its way out, events first.
+        // QSD closes the exports, then cancels the jobs on its way out,
+        // before the reply (their events come first, in that order).
         export::close_all(self).await;
+        jobs::cancel_sync_all(self).await;
         self.request_quit();
         Ok(())
     }
@@ -484,7 +484,8 @@ impl Commands for Daemon {
         _cx: &CommandContext,
         args: BlockExportDelArgs,
     ) -> impl Future<Output = Result<(), QmpError>> + Send {
-        ready(export::block_export_del(self, args))
+        let d = self.clone();
+        async move { export::block_export_del_any(&d, args).await }
     }
 
     fn query_block_exports(

@@ -37,7 +37,7 @@ pub struct Inner {
     pub jobs: jobs::Registry,
     /// The block graph (nodes, their users, permissions).
     pub block: block::BlockGraph,
-    /// Block exports and the NBD server.
+    /// Block exports (NBD, vhost-user-blk, FUSE) and the NBD server.
     pub exports: export::Exports,
     /// Serializes in-band commands (QEMU's big lock).
     pub command_lock: tokio::sync::Mutex<()>,

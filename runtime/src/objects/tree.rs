@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use qapi::ghash::GHashTable;
 use qapi::QmpError;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::types::{self, Prop, TypeInfo};
 use super::{unhandled, UserObject};
@@ -299,22 +299,11 @@ pub(crate) fn set_object_property(
 fn chardev_get(dev: &Chardev, class: &TypeInfo, prop: &Prop) -> Result<Value, QmpError> {
     match prop.name {
         "addr" => {
-            let backend = serde_json::to_value(&dev.backend)
-                .map_err(|e| QmpError::generic(format!("cannot read chardev backend: {e}")))?;
-            let legacy = backend.pointer("/data/addr").ok_or_else(|| {
+            let addr = dev.socket_address().ok_or_else(|| {
                 QmpError::generic(format!("chardev '{}' has no socket address", dev.id))
             })?;
-            // SocketAddressLegacy {type, data: {...}} -> SocketAddress {type, ...}.
-            let mut flat = Map::new();
-            if let Some(t) = legacy.get("type") {
-                flat.insert("type".to_string(), t.clone());
-            }
-            if let Some(Value::Object(data)) = legacy.get("data") {
-                for (k, v) in data {
-                    flat.insert(k.clone(), v.clone());
-                }
-            }
-            Ok(Value::Object(flat))
+            serde_json::to_value(&addr)
+                .map_err(|e| QmpError::generic(format!("cannot show the socket address: {e}")))
         }
         // `connected` needs connection state the chardev layer does not
         // expose yet.

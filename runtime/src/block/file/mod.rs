@@ -450,7 +450,8 @@ impl FileDriver {
                 Err(_) => {}
             }
             if !flags.may_unmap {
-                // PUNCH_HOLE also reads back zeroes on files.
+                // QEMU's fallback without ZERO_RANGE (tmpfs): punch the
+                // range, then allocate it again.
                 let r = self
                     .fallocate(
                         libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
@@ -458,8 +459,18 @@ impl FileDriver {
                         len,
                     )
                     .await;
-                if r.is_ok() && offset + len <= self.size.load(Ordering::Relaxed) {
-                    return Ok(());
+                if r.is_ok() {
+                    match self.fallocate(0, offset, len).await {
+                        Ok(()) => {
+                            self.note_end(offset + len);
+                            return Ok(());
+                        }
+                        Err(e) if e.raw_os_error() != Some(libc::EOPNOTSUPP) => return Err(e),
+                        Err(_) if offset + len <= self.size.load(Ordering::Relaxed) => {
+                            return Ok(())
+                        }
+                        Err(_) => {}
+                    }
                 }
             }
         }
@@ -592,6 +603,40 @@ impl FileDriver {
         self.size.store(size, Ordering::Relaxed);
         Ok(())
     }
+
+    /// QEMU's `preallocation=falloc` resize of a regular file
+    /// (`handle_aiocb_truncate`): the new area is allocated with
+    /// `posix_fallocate`; shrinking is refused with ENOTSUP. A file that
+    /// was empty gets its first block written, as QEMU does to keep
+    /// alignment probing cheap.
+    async fn do_truncate_falloc(&self, size: u64) -> io::Result<()> {
+        let enotsup = || io::Error::from_raw_os_error(libc::ENOTSUP);
+        if self.device {
+            return Err(enotsup());
+        }
+        let st = self.state();
+        let cur = threads::control(self.inline_control, st.fd.clone(), |fd| {
+            Ok(std::fs::File::from(fd.try_clone()?).metadata()?.len())
+        })
+        .await?;
+        if cur > size {
+            return Err(enotsup());
+        }
+        if cur != size {
+            threads::control(self.inline_control, st.fd.clone(), move |fd| {
+                sys::posix_fallocate(fd.as_fd(), cur, size - cur)
+            })
+            .await?;
+            self.size.store(size, Ordering::Relaxed);
+            if cur == 0 {
+                let mem = self.mem_align.load(Ordering::Relaxed) as usize;
+                let n = if size < 4096 { 512 } else { 4096 };
+                // Failures only cost speed later.
+                let _ = self.raw_write(&st, IoBuf::new(n, mem), 0, false).await;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl BlockDriver for FileDriver {
@@ -648,6 +693,10 @@ impl BlockDriver for FileDriver {
 
     fn truncate(&self, size: u64) -> IoFuture<'_, ()> {
         Box::pin(self.do_truncate(size))
+    }
+
+    fn truncate_falloc(&self, size: u64) -> IoFuture<'_, ()> {
+        Box::pin(self.do_truncate_falloc(size))
     }
 
     fn mem_alignment(&self) -> usize {

@@ -102,6 +102,20 @@ pub fn fallocate(fd: BorrowedFd<'_>, mode: libc::c_int, off: u64, len: u64) -> i
     Ok(())
 }
 
+/// `posix_fallocate(3)`: allocates the range, growing the file if it ends
+/// before; the C library writes zeroes where the file system cannot
+/// allocate.
+pub fn posix_fallocate(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
+    // SAFETY: plain library call on a valid fd; it returns the error
+    // number instead of setting errno.
+    let r =
+        unsafe { libc::posix_fallocate(fd.as_raw_fd(), off as libc::off_t, len as libc::off_t) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
 /// `fdatasync(2)`.
 pub fn fdatasync(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: plain system call on a valid fd.

@@ -49,6 +49,53 @@ impl Addr {
         }
     }
 
+    /// The address of a flat `SocketAddress` (as exports and the NBD
+    /// server take it).
+    pub fn from_flat(a: &qapi::types::SocketAddress) -> Addr {
+        use qapi::types::SocketAddressBranch as B;
+        match &a.u {
+            B::Inet(i) => Addr::Inet(i.clone()),
+            B::Unix(u) => Addr::Unix {
+                path: u.path.clone(),
+                abstract_: u.abstract_.unwrap_or(false),
+                tight: u.tight.unwrap_or(true),
+            },
+            B::Vsock(v) => Addr::Vsock {
+                cid: v.cid.clone(),
+                port: v.port.clone(),
+            },
+            B::Fd(f) => Addr::Fd(f.str.clone()),
+        }
+    }
+
+    /// The address as a flat `SocketAddress`, as the QOM `addr` property of
+    /// a socket chardev shows it (abstract-socket details only for abstract
+    /// sockets, as QEMU's getsockname-based conversion gives them).
+    pub fn to_socket_address(&self) -> qapi::types::SocketAddress {
+        use qapi::types::{
+            FdSocketAddress, SocketAddress, SocketAddressBranch, UnixSocketAddress,
+            VsockSocketAddress,
+        };
+        let u = match self {
+            Addr::Inet(i) => SocketAddressBranch::Inet(i.clone()),
+            Addr::Unix {
+                path,
+                abstract_,
+                tight,
+            } => SocketAddressBranch::Unix(UnixSocketAddress {
+                path: path.clone(),
+                abstract_: abstract_.then_some(true),
+                tight: abstract_.then_some(*tight),
+            }),
+            Addr::Vsock { cid, port } => SocketAddressBranch::Vsock(VsockSocketAddress {
+                cid: cid.clone(),
+                port: port.clone(),
+            }),
+            Addr::Fd(s) => SocketAddressBranch::Fd(FdSocketAddress { str: s.clone() }),
+        };
+        SocketAddress { u }
+    }
+
     /// QEMU's description of the address, e.g. `tcp:127.0.0.1:4444,server=on`
     /// or `unix:/run/x.sock`; `proto` names an internet socket's protocol.
     pub fn describe(&self, proto: &str, listen: bool) -> String {
@@ -452,13 +499,14 @@ fn from_sockaddr(sa: &SockAddr) -> Addr {
         };
     }
     let (host, port) = numeric(sa);
+    // Like QEMU, a local address says which family it is.
     Addr::Inet(InetSocketAddress {
         host,
         port,
         numeric: None,
         to: None,
-        ipv4: None,
-        ipv6: None,
+        ipv4: sa.is_ipv4().then_some(true),
+        ipv6: sa.is_ipv6().then_some(true),
         keep_alive: None,
         mptcp: None,
     })

@@ -31,6 +31,18 @@ use super::{set_filename, Driver, Filename};
 pub(crate) use addr::{inet_family, listen, resolve, Addr};
 pub use legacy::{Serving, SocketServer};
 
+/// Opens the listening sockets of a flat `SocketAddress` as QEMU's
+/// `socket_listen` does (a UNIX path is unlinked first; a passed descriptor
+/// must be a socket and is put in listening state), with QEMU's error texts.
+/// `origin` decides how a `fd` address is resolved: from QMP, QSD cannot
+/// receive descriptors.
+pub fn listen_flat(
+    addr: &qapi::types::SocketAddress,
+    origin: &Origin,
+) -> Result<Vec<Socket>, String> {
+    addr::listen(&Addr::from_flat(addr), origin)
+}
+
 /// The settings of an opened socket chardev.
 #[derive(Clone)]
 struct Cfg {
@@ -186,6 +198,7 @@ pub(crate) fn open(
                 addr::connected_filename(c.as_raw_fd(), cfg.proto, true),
             );
         }
+        driver.socket_addr = Some(cfg.addr.to_socket_address());
         let filename = filename.clone();
         driver.spawn(serve(cfg, listeners, first, sessions, filename));
     } else {
@@ -201,6 +214,7 @@ pub(crate) fn open(
             );
             Some(c)
         };
+        driver.socket_addr = Some(cfg.addr.to_socket_address());
         let filename = filename.clone();
         driver.spawn(connect_loop(cfg, first, sessions, filename));
     }
