@@ -162,6 +162,34 @@ fn make_images(dir: &Path) {
         qemu_img(&["bitmap", "--add", &p(b), "b1"]);
         qemu_img(&["bitmap", "--add", "-g", "128k", "--disable", &p(b), "b2"]);
     }
+    // Backing loops named in headers: a -> b -> a, and s -> s.
+    for n in ["loop_a", "loop_b", "loop_s"] {
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            &p(&format!("{n}.qcow2")),
+            "1M",
+        ]);
+    }
+    for (img, backing) in [
+        ("loop_a", "loop_b"),
+        ("loop_b", "loop_a"),
+        ("loop_s", "loop_s"),
+    ] {
+        qemu_img(&[
+            "rebase",
+            "-u",
+            "-f",
+            "qcow2",
+            "-b",
+            &format!("{backing}.qcow2"),
+            "-F",
+            "qcow2",
+            &p(&format!("{img}.qcow2")),
+        ]);
+    }
     qemu_img(&["create", "-q", "-f", "qcow2", &p("full.qcow2"), "64M"]);
     qemu_io(&["-f", "qcow2", "-c", "write -P 1 0 64M", &p("full.qcow2")]);
 }
@@ -212,6 +240,73 @@ fn open_errors_match_qsd() {
     // Already open read-only above: the lock conflict comes first.
     lines.push(qcow2("c", "incompat_corrupt.qcow2", false));
     same(&lines);
+}
+
+/// Read-write images whose headers close a backing loop: QEMU's image
+/// lock refuses the second opening of the image.
+#[test]
+fn backing_loops_match_qsd() {
+    same(&[
+        qcow2("a", "loop_a.qcow2", false),
+        qcow2("s", "loop_s.qcow2", false),
+        qcow2("b", "loop_b.qcow2", false),
+    ]);
+}
+
+/// Read-only backing loops (on which QSD recurses without end) and
+/// chains deeper than we open give a clear error; the daemon goes on.
+#[test]
+fn read_only_backing_loops_and_deep_chains_fail_cleanly() {
+    let d = Daemon::start(Impl::Ours);
+    make_images(d.dir.path());
+    let dir = d.dir.path().display().to_string();
+    let deep = |i: usize| format!("{dir}/deep{i}.qcow2");
+    qemu_img(&["create", "-q", "-f", "qcow2", &deep(0), "1M"]);
+    for i in 1..=70 {
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            &format!("deep{}.qcow2", i - 1),
+            "-F",
+            "qcow2",
+            &deep(i),
+        ]);
+    }
+    let mut q = d.qmp();
+    let mut ask = |l: String| q.cmd(&l.replace("DIR", &dir))["error"]["desc"].clone();
+    let e = ask(qcow2("a", "loop_a.qcow2", true));
+    assert_eq!(
+        e,
+        format!(
+            "Could not open backing file: Could not open backing file: \
+             Backing file '{dir}/loop_a.qcow2' is already part of this backing chain (a loop)"
+        )
+    );
+    let e = ask(qcow2("s", "loop_s.qcow2", true));
+    assert_eq!(
+        e,
+        format!(
+            "Could not open backing file: \
+             Backing file '{dir}/loop_s.qcow2' is already part of this backing chain (a loop)"
+        )
+    );
+    assert_eq!(ask(qcow2("ok", "deep63.qcow2", true)), Value::Null);
+    let e = ask(qcow2("deep", "deep70.qcow2", true));
+    let e = e.as_str().expect("error");
+    assert!(
+        e.ends_with("Backing chain too deep: more than 64 images named in headers"),
+        "{e}"
+    );
+    assert_eq!(
+        q.cmd(r#"{"execute":"query-named-block-nodes","arguments":{"flat":true}}"#)["return"]
+            .as_array()
+            .map(Vec::len),
+        Some(128),
+        "only the 64-image chain (qcow2 and file nodes) stays open"
+    );
 }
 
 #[test]

@@ -19,6 +19,7 @@
 
 pub mod bitmaps;
 pub mod cache;
+pub mod chain;
 pub mod child;
 pub mod compress;
 pub mod create;

@@ -413,6 +413,7 @@ type ChildList = Vec<(String, ChildRole, Arc<BlockNode>)>;
 impl Children {
     fn open(self, d: &crate::Daemon, parent: &BlockdevOptions) -> Result<ChildList, QmpError> {
         let mut inline: Vec<Arc<BlockNode>> = Vec::new();
+        let _opening = super::chain::Opening::enter(&self.image_name, !self.read_only);
         let r = self.open_all(d, parent, &mut inline);
         if r.is_err() {
             for n in &inline {
@@ -482,7 +483,9 @@ impl Children {
                         Some(f) => f.clone(),
                         None => probe_format(&path).to_string(),
                     };
-                    let r = file_node_options(&fmt, &path, true)
+                    let r = super::chain::check(&path)
+                        .map_err(gerr)
+                        .and_then(|()| file_node_options(&fmt, &path, true))
                         .and_then(|o| child(&BlockdevRef::Definition(Box::new(o)), inline));
                     Some(r.map_err(backing_err)?)
                 }
