@@ -16,10 +16,14 @@ use std::os::unix::fs::MetadataExt;
 /// The deepest chain of images named in headers that is opened.
 pub const MAX_DEPTH: usize = 64;
 
+/// An image being opened: (device, inode) if a local file, and whether
+/// it is opened read-write.
+type Entry = (Option<(u64, u64)>, bool);
+
 thread_local! {
-    /// (device, inode, opened read-write) of the images whose children
-    /// are being opened on this thread, outermost first.
-    static OPENING: RefCell<Vec<(Option<(u64, u64)>, bool)>> = const { RefCell::new(Vec::new()) };
+    /// The images whose children are being opened on this thread,
+    /// outermost first.
+    static OPENING: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
 }
 
 fn file_id(path: &str) -> Option<(u64, u64)> {
