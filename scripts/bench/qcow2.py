@@ -37,7 +37,9 @@ fio's nbd engine drives the I/O (one connection):
   seq-write-prealloc    the same on a prealloc image
   seq-read-sparse       1 MiB sequential reads, QD8, --seconds, of an
                         empty sparse image: the daemon answers with NBD
-                        hole chunks (structured replies) instead of data
+                        hole chunks (structured replies) instead of data;
+                        also the server's CPU time (utime+stime from
+                        /proc/PID/stat) per request over the same run
   seq-read              1 MiB sequential reads, QD8, --seconds, data
 
 For every figure the table gives the median over rounds with the min-max
@@ -109,6 +111,17 @@ def m_bw(rw):
     return lambda ctx, r: common.fio(ctx, r, rw, MiB, 8, seconds=ctx.args.seconds)["bw_bytes"] / MiB
 
 
+def m_bw_cpu(rw, name):
+    """MiB/s, and the server's CPU time per request (us) over the same run."""
+    def measure(ctx, r):
+        c0 = common.cpu_seconds(r.pid)
+        res = common.fio(ctx, r, rw, MiB, 8, seconds=ctx.args.seconds)
+        c1 = common.cpu_seconds(r.pid)
+        return {name: res["bw_bytes"] / MiB,
+                name + "-cpu": (c1 - c0) * 1e6 / max(res["total_ios"], 1)}
+    return measure
+
+
 def m_write_once(ctx, r):
     res = common.fio(ctx, r, "write", MiB, 8, requests=ctx.size // MiB)
     return res["bw_bytes"] / MiB
@@ -120,7 +133,7 @@ GROUPS = [
     ("rand-read", "data", "size", m_iops("randread")),
     ("seq-write-sparse", "sparse", "size", m_write_once),
     ("seq-write-prealloc", "prealloc", "size", m_write_once),
-    ("seq-read-sparse", "sparse", "size", m_bw("read")),
+    ("seq-read-sparse", "sparse", "size", m_bw_cpu("read", "seq-read-sparse")),
     ("seq-read", "data", "size", m_bw("read")),
 ]
 
@@ -131,6 +144,7 @@ METRICS = {
     "seq-write-sparse": ("sequential write 1 MiB QD8, sparse (MiB/s)", "higher"),
     "seq-write-prealloc": ("sequential write 1 MiB QD8, preallocated (MiB/s)", "higher"),
     "seq-read-sparse": ("sequential read 1 MiB QD8, empty sparse (MiB/s)", "higher"),
+    "seq-read-sparse-cpu": ("server CPU per sparse 1 MiB read (us)", "lower"),
     "seq-read": ("sequential read 1 MiB QD8, allocated (MiB/s)", "higher"),
 }
 
@@ -208,10 +222,12 @@ def main():
                         raise BenchError(f"{name} on {srv.label} failed{why}: {e}") from None
                     finally:
                         common.stop(r.p)
-                    results[srv.key].setdefault(name, []).append(val)
+                    for m, v in (val if isinstance(val, dict) else {name: val}).items():
+                        results[srv.key].setdefault(m, []).append(v)
+                shown = [m for m in METRICS if m in results[servers[0].key] and m.startswith(name)]
                 print(f"round {rnd + 1}/{a.rounds} {name}: " + "; ".join(
-                    f"{s.label} {common.fmt(results[s.key][name][-1])}" for s in servers),
-                    file=sys.stderr, flush=True)
+                    f"{s.label} " + ", ".join(common.fmt(results[s.key][m][-1]) for m in shown)
+                    for s in servers), file=sys.stderr, flush=True)
     except BenchError as e:
         raise SystemExit(f"qcow2.py: {e}") from None
     finally:
