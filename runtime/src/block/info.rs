@@ -126,24 +126,42 @@ pub fn allocated_size(node: &BlockNode) -> Option<u64> {
     }
 }
 
-/// The image part of the node information.
+/// The image part of the node information (with the backing chain's,
+/// as `backing-image`).
 pub fn image_info(node: &BlockNode, f: &Filename) -> ImageInfo {
     let drv = node.driver();
+    let fi = drv.format_info();
+    let backing = node.child("backing").map(|b| {
+        let bf = filename(&b);
+        Box::new(image_info(&b, &bf))
+    });
+    let full_backing = fi
+        .backing_filename
+        .as_ref()
+        .map(|name| super::qcow2::open::full_backing_filename(&f.filename, name));
     ImageInfo {
         filename: f.filename.clone(),
         format: drv.driver_name().to_string(),
         dirty_flag: drv.has_info().then_some(false),
         actual_size: allocated_size(node).map(|n| n as i64),
         virtual_size: node.refresh_size() as i64,
-        cluster_size: None,
+        cluster_size: fi.cluster_size.map(|c| c as i64),
         encrypted: None,
         compressed: None,
-        backing_filename: None,
-        full_backing_filename: None,
-        backing_filename_format: None,
+        backing_filename: fi.backing_filename.clone(),
+        full_backing_filename: full_backing,
+        backing_filename_format: fi.backing_format.clone(),
         snapshots: None,
         format_specific: drv.format_specific(),
-        backing_image: None,
+        backing_image: backing,
+    }
+}
+
+/// The length of the node's backing chain.
+fn backing_depth(node: &BlockNode) -> i64 {
+    match node.child("backing") {
+        Some(b) => 1 + backing_depth(&b),
+        None => 0,
     }
 }
 
@@ -156,8 +174,8 @@ pub fn block_device_info(node: &BlockNode) -> BlockDeviceInfo {
         node_name: Some(node.name().to_string()),
         ro: o.read_only,
         drv: node.driver_name().to_string(),
-        backing_file: None,
-        backing_file_depth: 0,
+        backing_file: node.child("backing").map(|b| filename(&b).filename),
+        backing_file_depth: backing_depth(node),
         active: o.active,
         encrypted: false,
         detect_zeroes: o.detect_zeroes,

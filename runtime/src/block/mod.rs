@@ -84,6 +84,7 @@ pub mod node;
 pub mod null;
 pub mod open;
 pub mod perm;
+pub mod qcow2;
 pub mod qmp;
 pub mod raw;
 pub mod reopen;
@@ -265,6 +266,18 @@ pub enum AllocatedSize {
     SumOfChildren,
 }
 
+/// What a format driver adds to the image information: QEMU's
+/// `bdrv_get_info` cluster size and the backing file recorded in the
+/// image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FormatInfo {
+    pub cluster_size: Option<u64>,
+    /// The backing file name as recorded.
+    pub backing_filename: Option<String>,
+    /// The backing format as recorded.
+    pub backing_format: Option<String>,
+}
+
 /// Node options that `blockdev-reopen` may change, as the driver sees
 /// them.
 #[derive(Debug, Clone)]
@@ -391,6 +404,11 @@ pub trait BlockDriver: Send + Sync + 'static {
     /// `format-specific` of the image info.
     fn format_specific(&self) -> Option<ImageInfoSpecific> {
         None
+    }
+
+    /// Cluster size and recorded backing file of a format.
+    fn format_info(&self) -> FormatInfo {
+        FormatInfo::default()
     }
 
     /// `driver-specific` of `query-blockstats`.

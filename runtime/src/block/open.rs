@@ -38,6 +38,8 @@ pub struct OpenCx<'a> {
     pub opts: NodeOpts,
     /// The `file` child, opened before the driver.
     pub file: Option<Arc<BlockNode>>,
+    /// The name the node gets (given or generated).
+    pub node_name: String,
 }
 
 impl OpenCx<'_> {
@@ -54,7 +56,19 @@ pub struct Opened {
     pub children: Vec<(String, ChildRole, Arc<BlockNode>)>,
     /// The image could only be opened read-only (`auto-read-only`).
     pub fell_back_read_only: bool,
+    /// Children opened once the node is in the graph (QEMU opens a
+    /// format's backing and data files after the node itself); they are
+    /// handed to the driver with [`BlockDriver::replace_child`].
+    pub deferred: Option<DeferredOpen>,
 }
+
+/// See [`Opened::deferred`].
+pub type DeferredOpen = Box<
+    dyn FnOnce(
+        &Daemon,
+        &BlockdevOptions,
+    ) -> Result<Vec<(String, ChildRole, Arc<BlockNode>)>, QmpError>,
+>;
 
 /// A driver's open function.
 pub type OpenFn = fn(&OpenCx<'_>) -> Result<Opened, QmpError>;
@@ -64,6 +78,7 @@ pub static DRIVERS: &[(&str, OpenFn)] = &[
     ("file", open_file),
     ("host_device", open_file),
     ("raw", open_raw),
+    ("qcow2", super::qcow2::open),
     ("null-co", open_null),
     ("null-aio", open_null),
 ];
@@ -92,6 +107,7 @@ fn open_file(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
         driver: Box::new(drv),
         children: Vec::new(),
         fell_back_read_only: fell_back,
+        deferred: None,
     })
 }
 
@@ -108,6 +124,7 @@ fn open_raw(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
         driver: Box::new(drv),
         children: vec![("file".into(), RawDriver::file_role(o), file)],
         fell_back_read_only: false,
+        deferred: None,
     })
 }
 
@@ -121,6 +138,7 @@ fn open_null(cx: &OpenCx<'_>) -> Result<Opened, QmpError> {
         driver: Box::new(NullDriver::open(name, o)?),
         children: Vec::new(),
         fell_back_read_only: false,
+        deferred: None,
     })
 }
 
@@ -182,7 +200,7 @@ pub(crate) fn inherit(child: &mut BlockdevOptions, parent: &BlockdevOptions) {
 }
 
 /// Opens or looks up the child `r` of a node with options `parent`.
-fn open_ref(
+pub(crate) fn open_ref(
     daemon: &Daemon,
     parent: &BlockdevOptions,
     r: &BlockdevRef,
@@ -259,6 +277,7 @@ pub(crate) fn open_node(
         .map(|(_, f)| *f);
     let file_ref = match &options.u {
         BlockdevOptionsBranch::Raw(o) => Some((*o.file).clone()),
+        BlockdevOptionsBranch::Qcow2(o) => Some((*o.file).clone()),
         _ if factory.is_none() => generic_file_ref(&options)?,
         _ => None,
     };
@@ -312,6 +331,7 @@ fn open_rest(
         options: &options,
         opts: opts.clone(),
         file,
+        node_name: name.clone(),
     })?;
     if opened.fell_back_read_only {
         opts.read_only = true;
@@ -326,6 +346,7 @@ fn open_rest(
             given.insert((*k).to_string(), v.clone());
         }
     }
+    let parent_options = options.clone();
     let state = NodeState {
         opts,
         explicit: options.clone(),
@@ -345,7 +366,22 @@ fn open_rest(
         graph.0.events.clone(),
     ));
     graph.insert(node.clone());
-    for (cname, role, child) in opened.children {
+    let mut children = opened.children;
+    if let Some(open_more) = opened.deferred {
+        match open_more(daemon, &parent_options) {
+            Ok(more) => {
+                for (cname, _, child) in &more {
+                    node.driver().replace_child(cname, child.clone());
+                }
+                children.extend(more);
+            }
+            Err(e) => {
+                graph.remove(&node);
+                return Err(e);
+            }
+        }
+    }
+    for (cname, role, child) in children {
         if let Err(e) = graph.attach_child(&node, &child, &cname, role) {
             graph.remove(&node);
             return Err(e);

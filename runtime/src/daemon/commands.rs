@@ -348,6 +348,14 @@ impl Commands for Daemon {
         block::create::blockdev_create(self, args)
     }
 
+    fn x_blockdev_amend(
+        &self,
+        _cx: &CommandContext,
+        args: XBlockdevAmendArgs,
+    ) -> impl Future<Output = Result<(), QmpError>> + Send {
+        block::create::x_blockdev_amend(self, args)
+    }
+
     // block-core.json
 
     fn blockdev_add(

@@ -9,8 +9,10 @@
 //! A new image format plugs in by returning its creator from
 //! [`creator_for`].
 
+mod amend;
 mod file;
 mod locks;
+mod qcow2;
 
 use std::sync::Mutex;
 
@@ -22,7 +24,9 @@ use qapi::QmpError;
 use crate::jobs::{self, JobContext, JobDriver, JobError, JobFuture, JobOptions};
 use crate::Daemon;
 
+pub use amend::x_blockdev_amend;
 pub use file::FileCreator;
+pub use qcow2::Qcow2Creator;
 
 /// Creates one image. The future's first poll runs inside the
 /// `blockdev-create` command, up to its first wait: failures a driver
@@ -47,11 +51,15 @@ pub enum Creator {
     Ready(Box<dyn ImageCreator>),
 }
 
-/// The creator for `options`. Creators of image formats will need `_d` to
-/// find the node they write to.
-pub fn creator_for(_d: &Daemon, options: BlockdevCreateOptions) -> Creator {
+/// The creator for `options`. Creators of image formats use `d` to find
+/// the node they write to.
+pub fn creator_for(d: &Daemon, options: BlockdevCreateOptions) -> Creator {
     match options.u {
         B::File(o) => Creator::Ready(Box::new(FileCreator(o))),
+        B::Qcow2(o) => Creator::Ready(Box::new(Qcow2Creator {
+            daemon: d.clone(),
+            options: o,
+        })),
         // Not built into Debian's qemu-storage-daemon 10.0.2.
         B::Blkreplay
         | B::Ftp
@@ -66,7 +74,6 @@ pub fn creator_for(_d: &Daemon, options: BlockdevCreateOptions) -> Creator {
         B::Luks(_)
         | B::Parallels(_)
         | B::Qcow(_)
-        | B::Qcow2(_)
         | B::Qed(_)
         | B::Vdi(_)
         | B::Vhdx(_)

@@ -129,6 +129,17 @@ impl Stream {
         }
     }
 
+    /// Reads into `buf` whatever the socket holds right now, whatever the
+    /// reactor last said about readiness (`Ok(None)`: nothing there).
+    pub fn read_now(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match self.fd.get_ref().read(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Writes from `bufs` if the socket has room, else registers `cx`.
     pub fn poll_write(&self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> io::Result<Io> {
         let total: usize = bufs.iter().map(|b| b.len()).sum();

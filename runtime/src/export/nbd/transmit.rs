@@ -63,6 +63,9 @@ const FLUSH_BYTES: usize = 256 << 10;
 /// Loop rounds before yielding to other tasks.
 const ROUNDS: usize = 64;
 
+/// How long an idle connection polls its socket before it sleeps.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
 type ReqFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
 /// What comes next on the input.
@@ -180,12 +183,46 @@ impl<'a> Conn<'a> {
             if self.finished() {
                 return Poll::Ready(());
             }
-            if !progress {
+            if !progress && !self.spin_read() {
                 return Poll::Pending;
             }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Before the connection sleeps: polls the socket for a short while
+    /// when nothing is in flight and the input buffer is idle, so that a
+    /// client that sends its next request right after a reply finds us
+    /// awake (QEMU's event loop polls the same way). True if input came.
+    fn spin_read(&mut self) -> bool {
+        if self.closed
+            || !self.inflight.is_empty()
+            || !self.out.is_empty()
+            || !matches!(self.input, Input::Header)
+            || !self.has_room()
+        {
+            return false;
+        }
+        if self.rpos == self.rend {
+            self.rpos = 0;
+            self.rend = 0;
+        }
+        if self.rend == self.rbuf.len() {
+            return false;
+        }
+        let start = std::time::Instant::now();
+        while start.elapsed() < SPIN {
+            match self.stream.read_now(&mut self.rbuf[self.rend..]) {
+                Ok(Some(0)) | Err(_) => return false,
+                Ok(Some(n)) => {
+                    self.rend += n;
+                    return true;
+                }
+                Ok(None) => std::hint::spin_loop(),
+            }
+        }
+        false
     }
 
     fn poll_inflight(&mut self, cx: &mut Context<'_>) -> bool {
