@@ -336,6 +336,15 @@ pub trait BlockDriver: Send + Sync + 'static {
     /// reported by the caller with its errno.
     fn truncate(&self, size: u64) -> IoFuture<'_, ()>;
 
+    /// [`BlockDriver::truncate`] where a grown area must read as zeroes
+    /// (QEMU's `BDRV_REQ_ZERO_WRITE`). The default suits drivers whose
+    /// grown area reads as zeroes anyway (regular files, raw over them);
+    /// callers ask only drivers that support the flag (see the FUSE
+    /// export's list).
+    fn truncate_zero_write(&self, size: u64) -> IoFuture<'_, ()> {
+        self.truncate(size)
+    }
+
     /// Grows the image to `size`, allocating the new area (QEMU's resize
     /// with `preallocation=falloc`); errors carry the errno QEMU returns
     /// (ENOTSUP where the driver cannot preallocate, or for shrinking).

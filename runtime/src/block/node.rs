@@ -508,6 +508,17 @@ impl BlockNode {
     /// errors; the caller holds the `resize` permission (see
     /// [`crate::block::qmp`]'s `block_resize`). Tells subscribers.
     pub async fn co_truncate(&self, size: u64) -> Result<(), qapi::QmpError> {
+        self.co_truncate_flags(size, false).await
+    }
+
+    /// [`BlockNode::co_truncate`]; with `zero_write` a grown area must
+    /// read as zeroes (QEMU's `BDRV_REQ_ZERO_WRITE`, which the caller
+    /// checked the driver supports).
+    pub async fn co_truncate_flags(
+        &self,
+        size: u64,
+        zero_write: bool,
+    ) -> Result<(), qapi::QmpError> {
         /// QEMU's BDRV_MAX_LENGTH.
         const MAX_LENGTH: u64 = 9_223_372_035_781_033_984;
         if size > MAX_LENGTH {
@@ -519,7 +530,12 @@ impl BlockNode {
             return Err(qapi::QmpError::generic("Image is read-only"));
         }
         self.bsc_invalidate(0, u64::MAX);
-        if let Err(e) = self.driver.truncate(size).await {
+        let r = if zero_write {
+            self.driver.truncate_zero_write(size).await
+        } else {
+            self.driver.truncate(size).await
+        };
+        if let Err(e) = r {
             return Err(qapi::QmpError::generic(match super::user_error_text(&e) {
                 Some(t) => t,
                 None => format!("Failed to resize: {}", super::file::strerror(&e)),
@@ -538,6 +554,7 @@ impl BlockNode {
         if self.is_read_only() {
             return Err(io::Error::from_raw_os_error(libc::EACCES));
         }
+        self.bsc_invalidate(0, u64::MAX);
         self.driver.truncate_falloc(size).await?;
         self.notify(&NodeEvent::Resized(self.refresh_size()));
         Ok(())

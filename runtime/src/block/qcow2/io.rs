@@ -483,7 +483,12 @@ impl Qcow2 {
         self.check(r).await
     }
 
-    async fn zeroes_inner(&self, off: u64, len: u64, flags: ZeroFlags) -> io::Result<()> {
+    pub(super) async fn zeroes_inner(
+        &self,
+        off: u64,
+        len: u64,
+        flags: ZeroFlags,
+    ) -> io::Result<()> {
         let cs = self.geo.cs;
         // Clusters at the end of the image count as whole.
         let size_end = self.size.load(std::sync::atomic::Ordering::Acquire);
@@ -526,7 +531,8 @@ impl Qcow2 {
             }
         }
         if astart < aend {
-            self.zero_clusters(astart, aend, flags.may_unmap).await?;
+            self.zero_clusters(astart, aend, flags.may_unmap, false)
+                .await?;
             let zend = aend.min(size_end);
             if self.geo.data_raw && astart < zend {
                 pzero(&self.data(), astart, zend - astart, flags.may_unmap).await?;
@@ -538,11 +544,19 @@ impl Qcow2 {
         Ok(())
     }
 
-    /// Sets whole clusters `[start, end)` to read as zeroes (v3).
-    async fn zero_clusters(&self, start: u64, end: u64, unmap: bool) -> io::Result<()> {
+    /// Sets whole clusters `[start, end)` to read as zeroes (v3). With
+    /// `all`, clusters without an L2 table get zero entries too (what a
+    /// zero-writing resize leaves behind).
+    pub(super) async fn zero_clusters(
+        &self,
+        start: u64,
+        end: u64,
+        unmap: bool,
+        all: bool,
+    ) -> io::Result<()> {
         let (c0, c1) = self.cluster_range(start, end - start);
         let _g = self.locks.lock(c0, c1, true).await;
-        self.remap(start, end, |q, e| {
+        self.remap(start, end, all, |q, e| {
             let owned = !e.compressed() && e.copied() && e.host() != 0;
             let keep = owned && !unmap;
             if q.geo.ext_l2 {
@@ -565,11 +579,12 @@ impl Qcow2 {
     /// Changes the L2 entries of whole clusters `[start, end)` with `f`,
     /// which returns the new entry and whether the old data reference is
     /// dropped; `None` leaves the entry. Clusters that read as zeroes
-    /// without a table and without backing are skipped.
+    /// without a table and without backing are skipped unless `all`.
     pub(super) async fn remap(
         &self,
         start: u64,
         end: u64,
+        all: bool,
         f: impl Fn(&Qcow2, Entry) -> Option<(Entry, bool)>,
     ) -> io::Result<()> {
         let file = self.file();
@@ -583,7 +598,7 @@ impl Qcow2 {
             // Bounded batches, so requests in between get the lock.
             let batch_end = end.min((pos / per_l2 + 1) * per_l2);
             let (l1i, _) = m.split(pos);
-            if !has_backing && m.l2_table(l1i)? == 0 {
+            if !all && !has_backing && m.l2_table(l1i)? == 0 {
                 pos = batch_end;
                 continue;
             }
@@ -633,7 +648,7 @@ impl Qcow2 {
         let (c0, c1) = self.cluster_range(start, end - start);
         let _g = self.locks.lock(c0, c1, true).await;
         let kept = std::sync::Mutex::new(Vec::new());
-        self.remap(start, end, |q, e| {
+        self.remap(start, end, false, |q, e| {
             let allocated = e.raw != 0 || e.bitmap & 0xffff_ffff != 0;
             if !allocated && !has_backing {
                 return None;

@@ -668,6 +668,14 @@ impl BlockDriver for Qcow2 {
         Box::pin(self.do_truncate(size))
     }
 
+    fn truncate_zero_write(&self, size: u64) -> IoFuture<'_, ()> {
+        Box::pin(self.do_truncate_zero(size))
+    }
+
+    fn truncate_falloc(&self, size: u64) -> IoFuture<'_, ()> {
+        Box::pin(self.do_truncate_falloc(size))
+    }
+
     fn mem_alignment(&self) -> usize {
         self.file().mem_alignment()
     }

@@ -294,17 +294,20 @@ impl Shared {
         if falloc {
             return self.node.truncate_falloc(size).await.map_err(|e| errno(&e));
         }
-        self.node.co_truncate(size).await.map_err(|e| {
-            if e.desc == "Cannot resize fixed-size raw disks"
-                || e.desc == "Image format driver does not support resize"
-            {
-                libc::ENOTSUP
-            } else if e.desc == "Image is read-only" {
-                libc::EACCES
-            } else {
-                libc::EIO
-            }
-        })
+        self.node
+            .co_truncate_flags(size, zero_write)
+            .await
+            .map_err(|e| {
+                if e.desc == "Cannot resize fixed-size raw disks"
+                    || e.desc == "Image format driver does not support resize"
+                {
+                    libc::ENOTSUP
+                } else if e.desc == "Image is read-only" {
+                    libc::EACCES
+                } else {
+                    libc::EIO
+                }
+            })
     }
 
     /// `blk_pwrite_zeroes` with QEMU's range checks.
@@ -473,10 +476,10 @@ impl Shared {
 
 /// Whether a resize of `node` can promise that the new area reads as
 /// zeroes (QEMU's `BDRV_REQ_ZERO_WRITE` in `supported_truncate_flags`):
-/// regular files, and raw nodes over them.
+/// regular files, raw nodes over them, and qcow2.
 fn zero_write_supported(node: &Arc<BlockNode>) -> bool {
     match node.driver_name() {
-        "file" => true,
+        "file" | "qcow2" => true,
         "raw" => node.child("file").is_some_and(|c| zero_write_supported(&c)),
         _ => false,
     }
