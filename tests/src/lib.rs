@@ -310,6 +310,34 @@ impl Qmp {
     }
 }
 
+/// Replaces generated node names (`#block` + digits, partly random) by
+/// `#blockN`, so replies of two daemons can be compared.
+pub fn mask_generated(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("#block") {
+        out.push_str(&rest[..i + 6]);
+        rest = &rest[i + 6..];
+        let j = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        out.push('N');
+        rest = &rest[j..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Runs `qemu-img ARGS` (output discarded); panics if it is missing or fails.
+pub fn qemu_img(args: &[&str]) {
+    let st = std::process::Command::new("qemu-img")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("qemu-img must be installed");
+    assert!(st.success(), "qemu-img {args:?} failed");
+}
+
 /// Replaces what legitimately differs between QSD and us: the package
 /// string and event timestamps.
 pub fn normalize(line: &str) -> String {

@@ -4,36 +4,9 @@
 //! private directory and the random part of generated node names.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use qsd_blackbox_tests::{normalize, Daemon, Impl};
+use qsd_blackbox_tests::{mask_generated, normalize, qemu_img, Daemon, Impl};
 use serde_json::{json, Value};
-
-/// Replaces generated node names (`#block` + digits, partly random).
-fn mask_generated(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find("#block") {
-        out.push_str(&rest[..i + 6]);
-        rest = &rest[i + 6..];
-        let j = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        out.push('N');
-        rest = &rest[j..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn qemu_img(args: &[&str]) {
-    let st = Command::new("qemu-img")
-        .args(args)
-        .stdout(Stdio::null())
-        .status()
-        .expect("qemu-img must be installed");
-    assert!(st.success(), "qemu-img {args:?} failed");
-}
 
 /// The images every scenario starts with, made by qemu-img in `dir`.
 fn make_images(dir: &Path) {
